@@ -1,0 +1,26 @@
+"""keras-isnet: Layer-wise Relevance Propagation and ISNet training for Keras 3.
+
+Example:
+    >>> import keras_isnet as ki
+    >>> analyzer = ki.create_analyzer("lrp.epsilon", model)
+    >>> heatmaps = analyzer.analyze(x)
+"""
+
+from keras_isnet import layers, metrics, rules
+from keras_isnet.analyzers import ANALYZERS, Analyzer, UnsupportedLayerError, create_analyzer
+from keras_isnet.graph import ModelWalkError
+from keras_isnet.layers import register_reverse_rule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANALYZERS",
+    "Analyzer",
+    "ModelWalkError",
+    "UnsupportedLayerError",
+    "create_analyzer",
+    "layers",
+    "metrics",
+    "register_reverse_rule",
+    "rules",
+]

@@ -1,0 +1,102 @@
+"""Analyzers in iNNvestigate's style, created by name with :func:`create_analyzer`."""
+
+from __future__ import annotations
+
+from keras_isnet.analyzers.base import Analyzer, UnsupportedLayerError
+from keras_isnet.analyzers.deep_taylor import BoundedDeepTaylor, DeepTaylor
+from keras_isnet.analyzers.gradient import (
+    BaselineGradient,
+    Deconvnet,
+    Gradient,
+    GuidedBackprop,
+    InputTimesGradient,
+)
+from keras_isnet.analyzers.lrp import (
+    LRP,
+    LRPZ,
+    LRPAlpha1Beta0,
+    LRPAlpha1Beta0IgnoreBias,
+    LRPAlpha2Beta1,
+    LRPAlpha2Beta1IgnoreBias,
+    LRPAlphaBeta,
+    LRPEpsilon,
+    LRPFlat,
+    LRPSequentialPresetA,
+    LRPSequentialPresetAFlat,
+    LRPSequentialPresetB,
+    LRPSequentialPresetBFlat,
+    LRPSequentialPresetBFlatUntilIdx,
+    LRPWSquare,
+    LRPZPlus,
+    LRPZPlusFast,
+)
+from keras_isnet.analyzers.misc import Input, Random
+from keras_isnet.analyzers.smoothing import IntegratedGradients, SmoothGrad
+
+#: iNNvestigate's 28 analyzer names and their classes.
+ANALYZERS: dict[str, type[Analyzer]] = {
+    cls.name: cls
+    for cls in (
+        Input,
+        Random,
+        Gradient,
+        BaselineGradient,
+        InputTimesGradient,
+        Deconvnet,
+        GuidedBackprop,
+        IntegratedGradients,
+        SmoothGrad,
+        LRP,
+        LRPZ,
+        LRPEpsilon,
+        LRPWSquare,
+        LRPFlat,
+        LRPAlphaBeta,
+        LRPAlpha2Beta1,
+        LRPAlpha2Beta1IgnoreBias,
+        LRPAlpha1Beta0,
+        LRPAlpha1Beta0IgnoreBias,
+        LRPZPlus,
+        LRPZPlusFast,
+        LRPSequentialPresetA,
+        LRPSequentialPresetB,
+        LRPSequentialPresetAFlat,
+        LRPSequentialPresetBFlat,
+        LRPSequentialPresetBFlatUntilIdx,
+        DeepTaylor,
+        BoundedDeepTaylor,
+    )
+}
+
+
+def create_analyzer(name: str, model, **kwargs) -> Analyzer:
+    """Create the analyzer called ``name`` for ``model`` (iNNvestigate's entry point).
+
+    Args:
+        name: one of :data:`ANALYZERS` (``"lrp.epsilon"``, ``"gradient"``, ...).
+        model: a built Keras functional or Sequential model.
+        **kwargs: the analyzer's options, e.g. ``neuron_selection_mode="index"``,
+            ``epsilon=1e-7``, ``bias=False``, ``input_layer_rule="Flat"``.
+
+    Returns:
+        An :class:`Analyzer`; call ``.analyze(x)`` on it.
+
+    Raises:
+        KeyError: for an unknown name; the message lists every valid name.
+
+    Example:
+        >>> analyzer = create_analyzer("lrp.epsilon", model)
+        >>> heatmaps = analyzer.analyze(x)
+    """
+    try:
+        cls = ANALYZERS[name]
+    except KeyError:
+        raise KeyError(
+            f"No analyzer named {name!r}. Valid names are: {', '.join(ANALYZERS)}."
+        ) from None
+    return cls(model, **kwargs)
+
+
+__all__ = ["ANALYZERS", "Analyzer", "UnsupportedLayerError", "create_analyzer"] + [
+    cls.__name__ for cls in ANALYZERS.values()
+]

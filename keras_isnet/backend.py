@@ -1,0 +1,79 @@
+"""The backend-specific primitives of keras-isnet.
+
+Everything numerical in the package is written with ``keras.ops``; the two things
+``keras.ops`` cannot express live here and only here:
+
+* :func:`vjp`: evaluate a function and return a pullback (vector-Jacobian product),
+  which the reverse rules use to push relevance through a layer's linear part;
+* :func:`compile_function`: trace a Python function into a graph for fast repeated calls.
+
+Only the TensorFlow backend is implemented today. Porting to JAX means implementing these
+two functions with ``jax.vjp`` and ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+
+
+def _require_tensorflow(what: str) -> None:
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise NotImplementedError(
+            f"keras_isnet.backend.{what} is implemented for the TensorFlow backend only, but "
+            f"Keras runs on {backend!r}. Set KERAS_BACKEND=tensorflow before importing keras."
+        )
+
+
+def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
+    """Evaluate ``fn(*primals)`` and return ``(outputs, pullback)``.
+
+    ``pullback(cotangents)`` returns a list with one cotangent per primal: the vector-Jacobian
+    product ``cotangents^T d fn / d primal``, with zeros where a primal does not influence the
+    outputs and ``None`` for non-floating primals (integer indices). ``cotangents`` has the
+    structure of ``outputs``. The pullback may be called several times, and it is itself
+    differentiable, so it can run inside an outer ``tf.GradientTape`` (the ISNet trains on
+    heatmaps that are built from pullbacks).
+
+    Args:
+        fn: a function of tensors.
+        primals: the positional arguments of ``fn``.
+
+    Returns:
+        ``(outputs, pullback)``.
+    """
+    _require_tensorflow("vjp")
+    import tensorflow as tf
+
+    primals = list(primals)
+    floating = [p is not None and p.dtype.is_floating for p in primals]
+    tape = tf.GradientTape(persistent=True)
+    with tape:
+        for p, is_float in zip(primals, floating, strict=True):
+            if is_float:
+                tape.watch(p)
+        outputs = fn(*primals)
+
+    sources = [p for p, is_float in zip(primals, floating, strict=True) if is_float]
+
+    def pullback(cotangents):
+        grads = tape.gradient(
+            outputs,
+            sources,
+            output_gradients=cotangents,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        grads = iter(grads)
+        return [next(grads) if is_float else None for is_float in floating]
+
+    return outputs, pullback
+
+
+def compile_function(fn: Callable) -> Callable:
+    """Trace ``fn`` into a graph function (``tf.function`` with reduced retracing)."""
+    _require_tensorflow("compile_function")
+    import tensorflow as tf
+
+    return tf.function(fn, reduce_retracing=True)

@@ -1,0 +1,176 @@
+"""The two passes every analyzer runs: a forward replay that records each layer call, and a
+backward walk that hands each call's output relevance to a per-step handler.
+
+The forward replay calls every layer of the walked graph (see :mod:`keras_isnet.graph`) on
+real tensors and keeps, per call, its inputs, outputs and the pullback (vector-Jacobian
+product) of the call. Kernel layers (Dense, convolutions, affine BatchNorm) are split into
+their bias-free linear part, bias and activation, so that LRP rules can reuse the forward
+pass's linear computation instead of running it again.
+
+The backward walk visits the calls in reverse order, sums the relevance arriving at each
+tensor from all its consumers, and asks a handler (chosen by the analyzer for each step) for
+the relevance of the call's inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from keras import ops, tree
+
+from keras_isnet.backend import vjp
+from keras_isnet.graph import Step
+from keras_isnet.layers import KernelLayer, lookup
+from keras_isnet.rules.base import KernelCall
+
+
+@dataclass
+class Record:
+    """What the forward replay keeps of one layer call.
+
+    Attributes:
+        step: the graph step.
+        input_keys: the distinct keys of the call's input tensors.
+        inputs: the input tensors, aligned with ``input_keys``.
+        outputs: the output tensors, aligned with ``step.outputs``.
+        pullback: ``pullback(output_cotangents) -> input_cotangents`` of the whole call
+            (one per ``input_keys`` entry, None for integer inputs).
+        kernel: for kernel layers, the :class:`KernelCall` of the linear part.
+        activation_pullback: for kernel layers with an activation, the activation's pullback.
+    """
+
+    step: Step
+    input_keys: list[int]
+    inputs: list
+    outputs: list
+    pullback: Callable
+    kernel: KernelCall | None = None
+    activation_pullback: Callable | None = None
+    extras: dict = field(default_factory=dict)
+
+
+def _unique(keys):
+    seen = []
+    for k in keys:
+        if k not in seen:
+            seen.append(k)
+    return seen
+
+
+def forward(
+    steps: list[Step],
+    input_keys: list[int],
+    inputs: list,
+    *,
+    training: bool = False,
+    nonnegative: dict | None = None,
+    linear_steps: frozenset = frozenset(),
+) -> tuple[dict, list[Record]]:
+    """Replay ``steps`` on ``inputs``.
+
+    Args:
+        steps: the walked graph.
+        input_keys: keys of the model inputs, aligned with ``inputs``.
+        inputs: the input tensors.
+        training: passed to layers that take a ``training`` argument.
+        nonnegative: optional map key -> bool saying which tensors are known to be >= 0.
+        linear_steps: indices of kernel steps whose activation is skipped (the stripped
+            final softmax), so that their output is the pre-activation.
+
+    Returns:
+        ``(values, records)``: tensor values by key, and one :class:`Record` per step.
+    """
+    values = dict(zip(input_keys, inputs, strict=True))
+    nonnegative = nonnegative or {}
+    records = []
+    for step in steps:
+        spec = lookup(step.layer)
+        keys = _unique(step.inputs)
+        tensors = [values[k] for k in keys]
+        if isinstance(spec, KernelLayer) and len(keys) == 1:
+            record = _forward_kernel(step, spec, keys, tensors, nonnegative, linear_steps)
+        else:
+            record = _forward_generic(step, keys, tensors, training)
+        for k, v in zip(step.outputs, record.outputs, strict=True):
+            values[k] = v
+        records.append(record)
+    return values, records
+
+
+def _forward_kernel(step, spec, keys, tensors, nonnegative, linear_steps):
+    layer = step.layer
+    x = tensors[0]
+    kernel, bias = spec.weights(layer)
+    z_nobias, pull_linear = vjp(lambda v: spec.linear(layer, v, kernel), [x])
+    call = KernelCall(
+        spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
+    )
+    z = call.z
+    activation = None if step.index in linear_steps else spec.activation(layer)
+    if activation is None:
+        y, pull_activation = z, None
+    else:
+        y, pull_act = vjp(activation, [z])
+        pull_activation = lambda g: pull_act(g)[0]  # noqa: E731
+
+    def pullback(cotangents):
+        g = cotangents[0]
+        if pull_activation is not None:
+            g = pull_activation(g)
+        return [call.pullback(g)]
+
+    return Record(step, keys, tensors, [y], pullback, call, pull_activation)
+
+
+def _forward_generic(step, keys, tensors, training):
+    layer = step.layer
+
+    def run(*ts):
+        args, kwargs = step.call_arguments(dict(zip(keys, ts, strict=True)))
+        if getattr(layer, "_call_has_training_arg", False):
+            kwargs["training"] = training
+        return tree.flatten(layer(*args, **kwargs))
+
+    outputs, pull = vjp(run, tensors)
+    return Record(step, keys, tensors, outputs, pull)
+
+
+def backward(
+    records: list[Record],
+    seeds: dict,
+    handlers: dict[int, Callable],
+    *,
+    keep: dict | None = None,
+) -> dict:
+    """Propagate relevance from ``seeds`` back through ``records``.
+
+    Args:
+        records: the forward records.
+        seeds: initial relevance by tensor key (the explained output).
+        handlers: per step index, ``handler(record, output_relevances) -> input_relevances``
+            (aligned with ``record.input_keys``; None where no relevance flows).
+        keep: if a dict is given, it receives the relevance at the inputs of every step,
+            keyed by the step's path.
+
+    Returns:
+        The relevance of every tensor that received some, by key.
+    """
+    relevance = dict(seeds)
+    for record in reversed(records):
+        step = record.step
+        arriving = [relevance.get(k) for k in step.outputs]
+        if all(r is None for r in arriving):
+            continue
+        arriving = [
+            ops.zeros_like(y) if r is None else r
+            for r, y in zip(arriving, record.outputs, strict=True)
+        ]
+        leaving = handlers[step.index](record, arriving)
+        if keep is not None:
+            keep[step.path] = leaving
+        for k, r in zip(record.input_keys, leaving, strict=True):
+            if r is None:
+                continue
+            relevance[k] = r if k not in relevance else ops.add(relevance[k], r)
+    return relevance

@@ -1,0 +1,73 @@
+"""LRP decomposition rules for kernel layers (Dense, convolutions, affine BatchNorm).
+
+Rules are plain objects; :func:`get_rule` turns iNNvestigate's rule names into them.
+"""
+
+from __future__ import annotations
+
+from keras_isnet.rules.alpha_beta import AlphaBetaRule, ZPlusFastRule, ZPlusRule
+from keras_isnet.rules.base import KernelCall, Rule, safe_divide, stabilize
+from keras_isnet.rules.bounded import BoundedRule
+from keras_isnet.rules.epsilon import EpsilonRule, ZRule
+from keras_isnet.rules.w_square import FlatRule, WSquareRule
+
+#: iNNvestigate's rule names (LRP_RULES) and how to build each.
+RULES = {
+    "Z": lambda: ZRule(),
+    "ZIgnoreBias": lambda: ZRule(bias=False),
+    "Epsilon": lambda: EpsilonRule(),
+    "EpsilonIgnoreBias": lambda: EpsilonRule(bias=False),
+    "WSquare": lambda: WSquareRule(),
+    "Flat": lambda: FlatRule(),
+    "AlphaBeta": lambda: AlphaBetaRule(alpha=1, beta=0),
+    "AlphaBetaIgnoreBias": lambda: AlphaBetaRule(alpha=1, beta=0, bias=False),
+    "Alpha2Beta1": lambda: AlphaBetaRule(alpha=2, beta=1),
+    "Alpha2Beta1IgnoreBias": lambda: AlphaBetaRule(alpha=2, beta=1, bias=False),
+    "Alpha1Beta0": lambda: AlphaBetaRule(alpha=1, beta=0),
+    "Alpha1Beta0IgnoreBias": lambda: AlphaBetaRule(alpha=1, beta=0, bias=False),
+    "ZPlus": lambda: ZPlusRule(),
+    "ZPlusFast": lambda: ZPlusFastRule(),
+    "Bounded": lambda: BoundedRule(),
+}
+
+
+def get_rule(rule) -> Rule:
+    """A :class:`Rule` from a rule object, a rule name, a Rule subclass or ``(low, high)``.
+
+    Args:
+        rule: a :class:`Rule` instance; one of the names in :data:`RULES` (iNNvestigate's
+            names, e.g. ``"Epsilon"``, ``"Alpha2Beta1"``, ``"Flat"``); a Rule subclass
+            (instantiated with no arguments); or a ``(low, high)`` tuple for the bounded rule.
+    """
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, str):
+        if rule not in RULES:
+            raise ValueError(f"Unknown LRP rule {rule!r}; valid names are {sorted(RULES)}.")
+        return RULES[rule]()
+    if isinstance(rule, type) and issubclass(rule, Rule):
+        return rule()
+    if isinstance(rule, tuple) and len(rule) == 2:
+        return BoundedRule(low=rule[0], high=rule[1])
+    raise TypeError(
+        f"Cannot make an LRP rule from {rule!r}: pass a rule name ({sorted(RULES)}), a Rule "
+        "instance or a (low, high) tuple."
+    )
+
+
+__all__ = [
+    "RULES",
+    "AlphaBetaRule",
+    "BoundedRule",
+    "EpsilonRule",
+    "FlatRule",
+    "KernelCall",
+    "Rule",
+    "WSquareRule",
+    "ZPlusFastRule",
+    "ZPlusRule",
+    "ZRule",
+    "get_rule",
+    "safe_divide",
+    "stabilize",
+]

@@ -1,0 +1,100 @@
+"""What an LRP rule sees of a kernel layer, and the shared arithmetic of the rules.
+
+A rule is a callable ``rule(call, R) -> R_in``: ``call`` is the :class:`KernelCall` of one
+kernel-layer node (its input, weights, pre-activation and the pullback of its linear part)
+and ``R`` the relevance of the layer's pre-activation ``z`` (relevance arriving after an
+activation is taken as the relevance of ``z``). It returns the relevance of the input ``x``,
+with ``x``'s shape.
+"""
+
+from __future__ import annotations
+
+from keras import ops, tree
+
+from keras_isnet.backend import vjp
+
+#: the denominator guard of iNNvestigate's SafeDivide: only exact zeros are changed.
+SAFE_DIVIDE_EPSILON = 1e-7
+
+
+def safe_divide(a, b):
+    """``a / b`` with exact zeros of ``b`` replaced by 1e-7 (iNNvestigate's SafeDivide)."""
+    return ops.divide(a, ops.add(b, SAFE_DIVIDE_EPSILON * ops.cast(ops.equal(b, 0), b.dtype)))
+
+
+def stabilize(z, epsilon: float):
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (the epsilon rule's denominator)."""
+    sign = ops.subtract(ops.multiply(ops.cast(ops.greater_equal(z, 0), z.dtype), 2.0), 1.0)
+    return ops.add(z, ops.multiply(sign, epsilon))
+
+
+def positive(w):
+    """Element-wise positive part ``max(w, 0)``."""
+    return ops.maximum(w, 0)
+
+
+def negative(w):
+    """Element-wise negative part ``min(w, 0)``."""
+    return ops.minimum(w, 0)
+
+
+class KernelCall:
+    """One call of a kernel layer, as the rules see it.
+
+    Attributes:
+        layer: the Keras layer.
+        x: the layer's input tensor.
+        kernel: the kernel (a tensor, or a tuple for separable convolutions).
+        bias: the bias or None.
+        z_nobias: ``linear(x, kernel)``, the pre-activation without bias.
+        x_nonnegative: True when ``x`` is known to be >= 0 from the graph (it comes from a
+            ReLU), which lets rules skip the negative-input terms.
+    """
+
+    def __init__(self, spec, layer, x, kernel, bias, z_nobias, pullback, x_nonnegative=False):
+        self.spec = spec
+        self.layer = layer
+        self.x = x
+        self.kernel = kernel
+        self.bias = bias
+        self.z_nobias = z_nobias
+        self._pullback = pullback
+        self.x_nonnegative = x_nonnegative
+
+    @property
+    def z(self):
+        """The pre-activation with bias."""
+        return self.spec.add_bias(self.layer, self.z_nobias, self.bias)
+
+    def pullback(self, s):
+        """``W^T s``: the transpose of the layer's linear part applied to ``s``."""
+        return self._pullback(s)[0]
+
+    def linear(self, x, kernel=None):
+        """The layer's bias-free linear part applied to ``x`` (with another kernel if given)."""
+        return self.spec.linear(self.layer, x, self.kernel if kernel is None else kernel)
+
+    def linear_vjp(self, x, kernel):
+        """``(linear(x, kernel), pullback)`` for a transformed kernel."""
+        out, pull = vjp(lambda v: self.spec.linear(self.layer, v, kernel), [x])
+        return out, lambda s: pull(s)[0]
+
+    def map_kernel(self, fn):
+        """The kernel with ``fn`` applied to each of its tensors."""
+        return tree.map_structure(fn, self.kernel)
+
+    def add_bias(self, z, bias):
+        return self.spec.add_bias(self.layer, z, bias)
+
+
+class Rule:
+    """Base class of LRP rules; subclasses implement ``__call__(call, R)``."""
+
+    name = ""
+
+    def __call__(self, call: KernelCall, R):
+        raise NotImplementedError
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
