@@ -27,9 +27,7 @@ MODES = ("max_activation", "index", "all")
 def check_mode(mode: str) -> str:
     """Return ``mode`` or raise a ValueError listing the valid modes."""
     if mode not in MODES:
-        raise ValueError(
-            f"Unknown neuron_selection_mode {mode!r}; valid modes are {list(MODES)}."
-        )
+        raise ValueError(f"Unknown neuron_selection_mode {mode!r}; valid modes are {list(MODES)}.")
     return mode
 
 
@@ -69,7 +67,8 @@ def normalize_selection(selection, out_shape: tuple, batch: int) -> np.ndarray:
                     f"neuron_selection tuple {selection}: index {s} at position {i} is out of "
                     f"range for the output shape {tuple(out_shape)}."
                 )
-        flat = int(np.ravel_multi_index(tuple(int(s) % n for s, n in zip(selection, out_shape, strict=True)), out_shape))
+        position = tuple(int(s) % n for s, n in zip(selection, out_shape, strict=True))
+        flat = int(np.ravel_multi_index(position, out_shape))
         return np.full((batch,), flat, dtype=np.int64)
     arr = np.asarray(selection)
     if arr.dtype.kind == "f":

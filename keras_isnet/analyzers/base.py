@@ -330,4 +330,6 @@ class Analyzer:
         return self._explain(list(inputs), selection)
 
     def __repr__(self):
-        return f"{type(self).__name__}(model={self.model.name!r}, mode={self.neuron_selection_mode!r})"
+        return (
+            f"{type(self).__name__}(model={self.model.name!r}, mode={self.neuron_selection_mode!r})"
+        )

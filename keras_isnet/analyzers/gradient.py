@@ -85,7 +85,10 @@ class BaselineGradient(Gradient):
 
         def fn(xs, training):
             values, _ = forward(
-                self._steps, self._input_keys, xs, training=training,
+                self._steps,
+                self._input_keys,
+                xs,
+                training=training,
                 linear_steps=self._linear_steps,
             )
             return values[self._head_key]
@@ -106,7 +109,7 @@ class InputTimesGradient(Gradient):
 
 
 def _relu_kind(step):
-    """"layer" for a ReLU layer, "activation" for a kernel layer with a ReLU, else None."""
+    """ "layer" for a ReLU layer, "activation" for a kernel layer with a ReLU, else None."""
     spec = lookup(step.layer)
     if isinstance(spec, ElementwiseLayer) and spec.is_relu(step.layer):
         return "layer"

@@ -109,8 +109,7 @@ class LRP(Analyzer):
         if isinstance(rule, list):
             if not all(isinstance(item, tuple) and len(item) == 2 for item in rule):
                 raise TypeError(
-                    "A rule map is a list of (condition, rule) pairs or a dict; got "
-                    f"{rule!r}."
+                    f"A rule map is a list of (condition, rule) pairs or a dict; got {rule!r}."
                 )
             return [(_condition(cond), get_rule(r)) for cond, r in rule]
         return [(lambda layer, category: True, get_rule(rule))]
@@ -187,9 +186,7 @@ class LRP(Analyzer):
         if kind == "embedding":
             return lambda record, Rs: [ops.sum(Rs[0], axis=-1)]
         if kind == "custom":
-            return lambda record, Rs: list(
-                spec.fn(step.layer, record.inputs, record.outputs, Rs)
-            )
+            return lambda record, Rs: list(spec.fn(step.layer, record.inputs, record.outputs, Rs))
         raise self._unsupported(step, f"unknown reverse kind {kind!r}")
 
     def _weightless_handler(self, record, Rs):

@@ -40,6 +40,8 @@ class Random(Analyzer):
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
         return [
-            ops.add(x, keras.random.normal(ops.shape(x), stddev=self.stddev, seed=self._seed_generator))
+            ops.add(
+                x, keras.random.normal(ops.shape(x), stddev=self.stddev, seed=self._seed_generator)
+            )
             for x in inputs
         ]

@@ -35,9 +35,7 @@ class _AugmentedGradient(Gradient):
         return mean_gradients
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
-        values, _ = forward(
-            self._steps, self._input_keys, inputs, linear_steps=self._linear_steps
-        )
+        values, _ = forward(self._steps, self._input_keys, inputs, linear_steps=self._linear_steps)
         weights = selection_weights(values[self._head_key], self.neuron_selection_mode, selection)
         chunk = self.augment_batch_size or self._n
         totals = None
@@ -46,10 +44,12 @@ class _AugmentedGradient(Gradient):
             points = self._points(inputs, ks)
             tiled = ops.concatenate([weights] * len(ks), axis=0)
             grads = self._finalize(points, self._propagate(points, lambda h, w=tiled: w))
-            sums = [
-                ops.sum(ops.reshape(g, (len(ks), -1, *g.shape[1:])), axis=0) for g in grads
-            ]
-            totals = sums if totals is None else [ops.add(t, s) for t, s in zip(totals, sums)]
+            sums = [ops.sum(ops.reshape(g, (len(ks), -1, *g.shape[1:])), axis=0) for g in grads]
+            totals = (
+                sums
+                if totals is None
+                else [ops.add(t, s) for t, s in zip(totals, sums, strict=True)]
+            )
         means = [ops.divide(t, float(self._n)) for t in totals]
         return self._combine(inputs, means)
 
@@ -79,7 +79,10 @@ class IntegratedGradients(_AugmentedGradient):
         refs = self.reference_inputs
         if not isinstance(refs, (list, tuple)):
             refs = [refs] * len(inputs)
-        return [ops.add(ops.zeros_like(x), ops.cast(r, x.dtype)) for x, r in zip(inputs, refs)]
+        return [
+            ops.add(ops.zeros_like(x), ops.cast(r, x.dtype))
+            for x, r in zip(inputs, refs, strict=True)
+        ]
 
     def _points(self, inputs, ks):
         alphas = np.arange(self._n) / self._n

@@ -61,7 +61,9 @@ class AlphaBetaRule(Rule):
             z_b = call.add_bias(ops.subtract(call.z_nobias, z_pos), bias)
             s_b = safe_divide(R, z_b)
             # alpha x W+^T s_a - beta x (W^T - W+^T) s_b
-            combined = pull_pos(ops.add(ops.multiply(self.alpha, s_a), ops.multiply(self.beta, s_b)))
+            combined = pull_pos(
+                ops.add(ops.multiply(self.alpha, s_a), ops.multiply(self.beta, s_b))
+            )
             return ops.multiply(
                 x, ops.subtract(combined, ops.multiply(self.beta, call.pullback(s_b)))
             )

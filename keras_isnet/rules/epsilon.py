@@ -33,16 +33,29 @@ class ZRule(Rule):
 
 
 class EpsilonRule(Rule):
-    """LRP-epsilon with ``epsilon = 1e-7`` by default (iNNvestigate's default)."""
+    """LRP-epsilon with ``epsilon = 1e-7`` by default (iNNvestigate's default).
+
+    Args:
+        epsilon: the stabiliser, > 0.
+        bias: whether the bias is part of ``z`` (default True).
+        detach_bias: if True, the bias enters ``z`` as a constant (no gradient flows from the
+            relevance into the bias), as in the ISNet reference; default False.
+    """
 
     name = "Epsilon"
 
-    def __init__(self, epsilon: float = 1e-7, bias: bool = True):
+    def __init__(self, epsilon: float = 1e-7, bias: bool = True, detach_bias: bool = False):
         if not epsilon > 0:
             raise ValueError(f"EpsilonRule needs epsilon > 0, got epsilon={epsilon!r}.")
         self.epsilon = float(epsilon)
         self.bias = bias
+        self.detach_bias = detach_bias
 
     def __call__(self, call: KernelCall, R):
-        z = call.z if self.bias else call.z_nobias
+        if not self.bias or call.bias is None:
+            z = call.z_nobias
+        elif self.detach_bias:
+            z = call.add_bias(call.z_nobias, ops.stop_gradient(call.bias))
+        else:
+            z = call.z
         return ops.multiply(call.x, call.pullback(ops.divide(R, stabilize(z, self.epsilon))))
