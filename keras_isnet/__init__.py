@@ -6,9 +6,10 @@ Example:
     >>> heatmaps = analyzer.analyze(x)
 """
 
-from keras_isnet import layers, metrics, rules
+from keras_isnet import datasets, layers, losses, metrics, rules
 from keras_isnet.analyzers import ANALYZERS, Analyzer, UnsupportedLayerError, create_analyzer
 from keras_isnet.graph import ModelWalkError
+from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset
 from keras_isnet.layers import register_reverse_rule
 
 __version__ = "0.1.0"
@@ -16,10 +17,15 @@ __version__ = "0.1.0"
 __all__ = [
     "ANALYZERS",
     "Analyzer",
+    "ISNet",
+    "ISNetHeatmaps",
     "ModelWalkError",
     "UnsupportedLayerError",
     "create_analyzer",
+    "datasets",
+    "isnet_dataset",
     "layers",
+    "losses",
     "metrics",
     "register_reverse_rule",
     "rules",

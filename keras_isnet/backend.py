@@ -77,3 +77,27 @@ def compile_function(fn: Callable) -> Callable:
     import tensorflow as tf
 
     return tf.function(fn, reduce_retracing=True)
+
+
+def value_and_gradients(fn: Callable, variables: Sequence) -> tuple[object, list]:
+    """``(fn(), d fn()[0] / d variables)`` for ``fn`` returning ``(loss, aux)``.
+
+    The loss is the first element of ``fn``'s result; ``aux`` is returned untouched.
+    """
+    _require_tensorflow("value_and_gradients")
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        value = fn()
+    return value, tape.gradient(value[0], variables)
+
+
+def scale_loss_for_distribution(loss):
+    """Divide a per-replica mean loss by the replica count, so that the gradients summed
+    across replicas are those of the mean over the global batch (identity without a
+    distribution strategy)."""
+    _require_tensorflow("scale_loss_for_distribution")
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss / replicas

@@ -1,0 +1,239 @@
+"""The LRP heatmaps an ISNet trains on, for every variant of the method.
+
+One forward replay of the classifier gives the logits and the per-layer pullbacks; each
+heatmap is then one backward walk over the same records, so the "original" ISNet's K maps
+share their forward pass. The rules follow the ISNet reference (see
+``shared/design/isnet-method.md`` section 3): LRP-epsilon (epsilon 1e-2, the bias a constant
+input) on Dense/Conv layers, the epsilon-stabilised z-rule at average pooling and Add,
+winner-takes-all max pooling, and the z^B rule with the input bounds at the first layer.
+Heatmaps are differentiable with respect to the weights.
+
+Example:
+    >>> engine = ISNetHeatmaps(model, epsilon=1e-2, input_bounds=(0.0, 1.0))
+    >>> logits, heatmaps = engine.logits_and_heatmaps(x, labels, variant="selective")
+    >>> heatmaps.shape     # (batch, 1, H, W, C)
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_isnet.analyzers.lrp import LRP
+from keras_isnet.layers import KernelLayer, lookup
+from keras_isnet.propagation import backward, forward
+from keras_isnet.rules import BoundedRule, EpsilonRule, ZPlusRule
+from keras_isnet.rules.base import stabilize
+
+VARIANTS = ("selective", "original", "stochastic", "dual", "gradient_x_input")
+SELECTIVE_CLASSES = ("argmin", "argmax", "label")
+
+#: probability that the stochastic ISNet explains the top logit (reference: 5/11).
+STOCHASTIC_TOP_PROBABILITY = 5.0 / 11.0
+
+
+class ISNetHeatmaps(LRP):
+    """LRP heatmaps for ISNet training.
+
+    Args:
+        model: the classifier (logits, or a final softmax that is stripped).
+        epsilon: the epsilon of every rule, default 1e-2.
+        input_bounds: ``(low, high)`` of the input for the z^B rule at the first layer,
+            default ``(0.0, 1.0)``; None uses the epsilon rule there too.
+        selective_class: the class c of the selective ISNet's quantity
+            ``eta_c = log(p_c / (1 - p_c))``: ``"argmin"`` (default: what the reference
+            code does, the lowest logit), ``"argmax"`` (what its docstrings say) or
+            ``"label"`` (the true class).
+    """
+
+    def __init__(self, model, *, epsilon=1e-2, input_bounds=(0.0, 1.0), selective_class="argmin"):
+        if selective_class not in SELECTIVE_CLASSES:
+            raise ValueError(
+                f"Unknown selective_class {selective_class!r}; valid values are "
+                f"{list(SELECTIVE_CLASSES)}."
+            )
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                raise NotImplementedError(
+                    f"ISNet training does not support BatchNormalization yet (layer "
+                    f"{layer.name!r}): its batch statistics in training mode are not folded "
+                    "into the heatmap rules. Remove the layer or replace it, e.g. with "
+                    "GroupNormalization-free plain convolutions, for now."
+                )
+        self.epsilon = float(epsilon)
+        self.input_bounds = input_bounds
+        self.selective_class = selective_class
+        first = None
+        if input_bounds is not None:
+            first = BoundedRule(low=input_bounds[0], high=input_bounds[1], epsilon=self.epsilon)
+        super().__init__(
+            model,
+            rule=EpsilonRule(epsilon=self.epsilon, detach_bias=True),
+            input_layer_rule=first,
+            weightless_epsilon=self.epsilon,
+            neuron_selection_mode="index",
+        )
+        self._zplus_handlers = None
+        head_step = self._producer.get(self._head_key)
+        self._head_step = head_step
+        self._head_is_kernel = head_step is not None and isinstance(
+            lookup(head_step.layer), KernelLayer
+        )
+
+    # ------------------------------------------------------------------------- classes
+    def choose_classes(self, logits, labels, variant, seed=None):
+        """Per sample, the class whose heatmap is computed (selective and stochastic)."""
+        if variant == "stochastic":
+            top = ops.argmax(logits, axis=-1)
+            k = ops.shape(logits)[-1]
+            shift = keras.random.randint(ops.shape(top), 1, k, seed=seed, dtype="int32")
+            other = ops.mod(ops.cast(top, "int32") + shift, k)
+            coin = keras.random.uniform(ops.shape(top), seed=seed) < STOCHASTIC_TOP_PROBABILITY
+            return ops.where(coin, ops.cast(top, "int32"), other)
+        if self.selective_class == "label":
+            if labels is None:
+                raise ValueError("selective_class='label' needs the labels.")
+            return _sparse_labels(labels)
+        if self.selective_class == "argmax":
+            return ops.cast(ops.argmax(logits, axis=-1), "int32")
+        return ops.cast(ops.argmin(logits, axis=-1), "int32")
+
+    # ----------------------------------------------------------------------- heatmaps
+    def logits_and_heatmaps(
+        self, x, labels=None, *, variant="selective", training=False, seed=None
+    ):
+        """The classifier's logits and the heatmaps of ``variant``.
+
+        Args:
+            x: images ``(batch, H, W, C)``.
+            labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; needed for
+                ``selective_class="label"``.
+            variant: one of :data:`VARIANTS`.
+            training: run the classifier in training mode (dropout).
+            seed: a ``keras.random.SeedGenerator`` for the stochastic variant.
+
+        Returns:
+            ``(logits, heatmaps)``: ``(batch, K)`` and ``(batch, maps, H, W, C)`` with
+            ``maps`` = 1 (selective, stochastic, gradient_x_input), K (original) or 2 (dual:
+            epsilon map, then z-plus map).
+        """
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
+        if variant == "gradient_x_input":
+            return self._gradient_x_input(x, labels, training)
+        values, records = forward(
+            self._steps,
+            self._input_keys,
+            [x],
+            training=training,
+            nonnegative=self._nonnegative,
+            linear_steps=self._linear_steps,
+        )
+        logits = values[self._head_key]
+        input_key = self._input_keys[0]
+        if variant == "original":
+            k = logits.shape[-1]
+            maps = []
+            for c in range(k):
+                onehot = ops.one_hot(ops.full(ops.shape(logits)[:1], c, "int32"), k)
+                seeds = {self._head_key: ops.multiply(logits, ops.cast(onehot, logits.dtype))}
+                maps.append(self._walk(records, seeds, self._handlers, input_key, x))
+            return logits, ops.stack(maps, axis=1)
+        classes = self.choose_classes(logits, labels, variant, seed)
+        if variant == "stochastic":
+            onehot = ops.cast(ops.one_hot(classes, logits.shape[-1]), logits.dtype)
+            seeds = {self._head_key: ops.multiply(logits, onehot)}
+            return logits, ops.expand_dims(
+                self._walk(records, seeds, self._handlers, input_key, x), 1
+            )
+        seeds = self._selective_seeds(records, logits, classes)
+        maps = [self._walk(records, seeds, self._handlers, input_key, x)]
+        if variant == "dual":
+            maps.append(self._walk(records, seeds, self._zplus(), input_key, x))
+        return logits, ops.stack(maps, axis=1)
+
+    def _walk(self, records, seeds, handlers, input_key, x):
+        relevance = backward(records, seeds, handlers)
+        r = relevance.get(input_key)
+        return ops.zeros_like(x) if r is None else r
+
+    def _zplus(self):
+        """Handlers with the z-plus rule on kernel layers (the dual ISNet's second map)."""
+        if self._zplus_handlers is None:
+            rule = ZPlusRule()
+            handlers = dict(self._handlers)
+            for step in self._steps:
+                if step.index in handlers and isinstance(lookup(step.layer), KernelLayer):
+                    handlers[step.index] = lambda record, Rs, r=rule: [r(record.kernel, Rs[0])]
+            self._zplus_handlers = handlers
+        return self._zplus_handlers
+
+    def _selective_seeds(self, records, logits, classes):
+        """Relevance at the last layer's input for ``eta_c`` (method page, section 4).
+
+        ``z_cc' = z_c - z_c'`` (bias a constant), ``R_cc' = z_cc' e^{-z_cc'} /
+        (sum_c'' e^{-z_cc''} - 1 + 1e-5)``, then LRP-epsilon through the virtual layer with
+        weights ``w_c - w_c'``.
+        """
+        if not self._head_is_kernel:
+            raise ValueError(
+                "The selective ISNet explains the logits through the last Dense/Conv layer, but "
+                f"the logits of {self.model.name!r} come from "
+                f"{type(self._head_step.layer).__name__ if self._head_step else 'an input'}. "
+                "Use variant='stochastic' or 'original', or end the model with a Dense layer."
+            )
+        record = records[self._head_step.index]
+        call = record.kernel
+        z = (
+            call.add_bias(call.z_nobias, ops.stop_gradient(call.bias))
+            if call.bias is not None
+            else call.z_nobias
+        )
+        k = z.shape[-1]
+        onehot = ops.cast(ops.one_hot(classes, k), z.dtype)
+        z_c = ops.sum(ops.multiply(z, onehot), axis=-1, keepdims=True)
+        zcc = ops.subtract(z_c, z)  # 0 at c' = c
+        # Stable form of e^{-zcc} / (sum e^{-zcc''} - 1): a softmax over c' != c.
+        masked = ops.where(onehot > 0, ops.full_like(zcc, -1e30), ops.negative(zcc))
+        lse = ops.logsumexp(masked, axis=-1, keepdims=True)
+        weights = ops.multiply(ops.exp(ops.subtract(masked, lse)), 1.0 - onehot)
+        correction = ops.divide(1.0, ops.add(1.0, ops.multiply(1e-5, ops.exp(ops.negative(lse)))))
+        R = ops.multiply(ops.multiply(zcc, weights), correction)
+        s = ops.divide(R, stabilize(zcc, self.epsilon))
+        s_total = ops.sum(s, axis=-1, keepdims=True)
+        cotangent = ops.subtract(ops.multiply(onehot, s_total), s)
+        r_a = ops.multiply(call.x, call.pullback(cotangent))
+        return {record.input_keys[0]: r_a}
+
+    def _gradient_x_input(self, x, labels, training):
+        from keras_isnet.backend import vjp
+
+        logits, pullback = vjp(lambda v: self._logits(v, training), [x])
+        classes = self.choose_classes(logits, labels, "selective")
+        onehot = ops.cast(ops.one_hot(classes, logits.shape[-1]), logits.dtype)
+        return logits, ops.expand_dims(ops.multiply(x, pullback(onehot)[0]), 1)
+
+    def _logits(self, x, training):
+        values, _ = forward(
+            self._steps,
+            self._input_keys,
+            [x],
+            training=training,
+            linear_steps=self._linear_steps,
+        )
+        return values[self._head_key]
+
+    def logits(self, x, training=False):
+        """The classifier's logits (the final softmax stripped), ``(batch, K)``."""
+        return self._logits(x, training)
+
+
+def _sparse_labels(labels):
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) >= 2 and labels.shape[-1] not in (None, 1):
+        return ops.cast(ops.argmax(labels, axis=-1), "int32")
+    return ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+
+def _all_layers(model):
+    yield from model._flatten_layers(include_self=False, recursive=True)

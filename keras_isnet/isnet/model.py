@@ -1,0 +1,302 @@
+"""``ki.ISNet``: background-bias suppression from plain ``model.fit``.
+
+The ISNet (Bassi et al., Nature Communications 2024) trains a classifier with a second
+loss on its own LRP heatmaps: relevance on the image background (mask = 0) is penalised,
+so the network cannot rely on background shortcuts. At inference it is the plain
+classifier, with no extra cost.
+
+Example:
+    >>> isnet = ki.ISNet(classifier, variant="selective", P=0.7)
+    >>> isnet.compile(optimizer=keras.optimizers.SGD(1e-2, momentum=0.9, clipnorm=1.0),
+    ...               metrics=["accuracy"])
+    >>> isnet.fit(ki.isnet_dataset(images, labels, masks, batch_size=64), epochs=10)
+    >>> isnet.predict(images)          # the plain classifier's outputs
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_isnet import backend
+from keras_isnet.isnet.heatmaps import VARIANTS, ISNetHeatmaps, _sparse_labels
+from keras_isnet.losses import isnet_heatmap_loss
+
+#: the reference defaults of the heatmap loss (method page, section 2).
+LOSS_DEFAULTS = {
+    "d": 0.9,
+    "E": 1.0,
+    "A": 1.0,
+    "B": 3.0,
+    "C1": 1.0,
+    "C2": 25.0,
+    "foreground": "L2",
+    "norm": "absRoIMean",
+}
+
+
+def _unpack(data):
+    """``(images, labels, masks)`` from a batch; masks may be None."""
+    if isinstance(data, dict):
+        return data.get("images"), data.get("labels"), data.get("masks")
+    if not isinstance(data, (tuple, list)):
+        return data, None, None
+    data = tuple(data)
+    if len(data) == 3:
+        return data
+    if len(data) == 2:
+        return data[0], data[1], None
+    return data[0], None, None
+
+
+@keras.saving.register_keras_serializable(package="keras_isnet")
+class ISNet(keras.Model):
+    """A classifier trained with the ISNet heatmap loss.
+
+    ``loss = (1 - P) * cross_entropy(labels, logits) + P * heatmap_loss(heatmaps, masks)``
+    in ``train_step``; ``predict``, ``__call__`` and ``isnet.classifier`` are the plain model.
+
+    Args:
+        model: the classifier, a functional or Sequential Keras model whose output is logits
+            or a softmax (which is stripped for the heatmaps and the loss). Its layers and
+            weights are shared, not copied.
+        variant: which output is explained:
+
+            * ``"selective"`` (default): one heatmap of the softmax-derived quantity
+              ``eta_c = log(p_c / (1 - p_c))`` (Faster ISNet); see ``selective_class``;
+            * ``"original"``: one heatmap per class (cost grows with the class count);
+            * ``"stochastic"``: per sample, the top logit with probability 5/11, otherwise a
+              random other logit;
+            * ``"dual"``: an epsilon map and a z-plus map of the selective quantity; give
+              ``C1``/``C2`` as pairs ``(epsilon_map, zplus_map)`` for per-rule cuts;
+            * ``"gradient_x_input"``: the gradient-times-input ablation.
+        P: the heatmap loss weight in [0, 1], default 0.7, or a schedule ``{epoch: P}``
+            (the value of the largest key <= the current epoch applies).
+        epsilon: the LRP epsilon, default 1e-2.
+        input_bounds: ``(low, high)`` of the input for the z^B rule at the first layer,
+            default ``(0.0, 1.0)`` (images in [0, 1]); None disables it.
+        selective_class: ``"argmin"`` (default; the reference code explains the class with the
+            lowest logit, although its docstrings say the highest), ``"argmax"`` or ``"label"``.
+        seed: seed of the stochastic variant's random choices.
+        **loss_kwargs: options of :func:`keras_isnet.losses.isnet_heatmap_loss` (``d=0.9``,
+            ``E=1``, ``A=1``, ``B=3``, ``C1=1``, ``C2=25``, ``foreground="L2"``,
+            ``norm="absRoIMean"``).
+
+    Data: batches ``(images, labels, masks)`` with masks ``(batch, H, W)`` or
+    ``(batch, H, W, 1)``, 1 = foreground, from a ``tf.data.Dataset``, a
+    ``keras.utils.PyDataset`` or a generator; for NumPy arrays use
+    :func:`keras_isnet.isnet_dataset` or ``fit(images, labels, sample_weight=masks)`` (the
+    third slot of a Keras batch carries the masks). Labels are integers or one-hot.
+
+    Metrics: ``loss``, ``classification_loss``, ``heatmap_loss``, ``background_share``
+    (|R| outside the mask / total |R|) and the compiled metrics on the logits.
+    ``evaluate`` reports the ISNet loss when masks are present and the classification loss
+    when they are not.
+    """
+
+    def __init__(
+        self,
+        model,
+        variant: str = "selective",
+        P=0.7,
+        epsilon: float = 1e-2,
+        input_bounds=(0.0, 1.0),
+        selective_class: str = "argmin",
+        seed: int | None = None,
+        **loss_kwargs,
+    ):
+        name = loss_kwargs.pop("name", None) or f"isnet_{model.name}"
+        super().__init__(name=name)
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
+        unknown = set(loss_kwargs) - set(LOSS_DEFAULTS)
+        if unknown:
+            raise TypeError(
+                f"Unknown ISNet arguments {sorted(unknown)}; the heatmap loss takes "
+                f"{sorted(LOSS_DEFAULTS)}."
+            )
+        self.classifier = model
+        self.variant = variant
+        self.P = P
+        self.epsilon = float(epsilon)
+        self.input_bounds = None if input_bounds is None else tuple(input_bounds)
+        self.selective_class = selective_class
+        self.seed = seed
+        self.loss_kwargs = {**LOSS_DEFAULTS, **loss_kwargs}
+        self._check_P(P)
+        self.heatmaps = ISNetHeatmaps(
+            model,
+            epsilon=self.epsilon,
+            input_bounds=self.input_bounds,
+            selective_class=selective_class,
+        )
+        self._seed_generator = keras.random.SeedGenerator(seed)
+        self._P_value = keras.Variable(
+            self._P_at(0), trainable=False, dtype="float32", name="heatmap_loss_weight"
+        )
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "classification_loss", "heatmap_loss", "background_share")
+        }
+        self._metric_list = list(self._trackers.values())
+
+    # --------------------------------------------------------------------------- P
+    @staticmethod
+    def _check_P(P):
+        values = P.values() if isinstance(P, dict) else [P]
+        for v in values:
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"P must lie in [0, 1], got {v!r}.")
+        if isinstance(P, dict) and 0 not in {int(k) for k in P}:
+            raise ValueError(f"A P schedule needs a value for epoch 0, got keys {sorted(P)}.")
+
+    def _P_at(self, epoch: int) -> float:
+        if not isinstance(self.P, dict):
+            return float(self.P)
+        keys = sorted(int(k) for k in self.P if int(k) <= epoch)
+        return float({int(k): v for k, v in self.P.items()}[keys[-1]])
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        callbacks = list(callbacks or [])
+        if isinstance(self.P, dict):
+            callbacks.append(_PSchedule(self))
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    # ------------------------------------------------------------------------ calls
+    def call(self, inputs, training=False):
+        return self.classifier(inputs, training=training)
+
+    @property
+    def metrics(self):
+        extra = [m for m in super().metrics if m not in self._metric_list and m.name != "loss"]
+        return self._metric_list + extra
+
+    def _isnet_losses(self, images, labels, masks, training):
+        logits, heatmaps = self.heatmaps.logits_and_heatmaps(
+            images,
+            labels,
+            variant=self.variant,
+            training=training,
+            seed=self._seed_generator,
+        )
+        ce = self._classification_loss(labels, logits)
+        heat = self._heatmap_loss(heatmaps, masks)
+        P = ops.cast(self._P_value, "float32")
+        total = ops.add(ops.multiply(1.0 - P, ce), ops.multiply(P, heat))
+        return total, ce, heat, logits, heatmaps
+
+    def _classification_loss(self, labels, logits):
+        logits = ops.cast(logits, "float32")
+        sparse = _sparse_labels(labels)
+        return ops.mean(
+            keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True)
+        )
+
+    def _heatmap_loss(self, heatmaps, masks):
+        kwargs = dict(self.loss_kwargs)
+        c1, c2 = kwargs.pop("C1"), kwargs.pop("C2")
+        if self.variant == "dual" and isinstance(c1, (tuple, list)):
+            losses = [
+                isnet_heatmap_loss(heatmaps[:, i : i + 1], masks, C1=c1[i], C2=c2[i], **kwargs)
+                for i in range(2)
+            ]
+            return ops.mean(ops.stack(losses))
+        return isnet_heatmap_loss(heatmaps, masks, C1=c1, C2=c2, **kwargs)
+
+    def _update_trackers(self, total, ce, heat, heatmaps, masks):
+        self._trackers["loss"].update_state(total)
+        self._trackers["classification_loss"].update_state(ce)
+        self._trackers["heatmap_loss"].update_state(heat)
+        self._trackers["background_share"].update_state(_background_share(heatmaps, masks))
+
+    def _require_masks(self, masks, where):
+        if masks is None:
+            raise ValueError(
+                f"ISNet.{where} needs foreground masks: give batches (images, labels, masks) "
+                "(masks (batch, H, W), 1 = foreground), e.g. ki.isnet_dataset(images, labels, "
+                "masks, batch_size) or fit(images, labels, sample_weight=masks)."
+            )
+
+    def train_step(self, data):
+        images, labels, masks = _unpack(data)
+        self._require_masks(masks, "fit")
+        if labels is None:
+            raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
+        variables = self.trainable_variables
+
+        def loss_fn():
+            total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, True)
+            for extra in self.classifier.losses:
+                total = ops.add(total, extra)
+            return backend.scale_loss_for_distribution(total), (total, ce, heat, logits, heatmaps)
+
+        (_, aux), grads = backend.value_and_gradients(loss_fn, variables)
+        total, ce, heat, logits, heatmaps = aux
+        self.optimizer.apply(grads, variables)
+        self._update_trackers(total, ce, heat, heatmaps, masks)
+        return self._compiled_metrics(labels, logits)
+
+    def test_step(self, data):
+        images, labels, masks = _unpack(data)
+        if masks is None:
+            logits = self.heatmaps.logits(images, training=False)
+            ce = self._classification_loss(labels, logits)
+            self._trackers["loss"].update_state(ce)
+            self._trackers["classification_loss"].update_state(ce)
+            results = self._compiled_metrics(labels, logits)
+            return {
+                k: v for k, v in results.items() if k not in ("heatmap_loss", "background_share")
+            }
+        total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
+        self._update_trackers(total, ce, heat, heatmaps, masks)
+        return self._compiled_metrics(labels, logits)
+
+    def _compiled_metrics(self, labels, logits):
+        if labels is not None and self._compile_metrics is not None:
+            probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+            self._compile_metrics.update_state(_sparse_labels(labels), probabilities)
+        return self.get_metrics_result()
+
+    # ---------------------------------------------------------------- serialization
+    def get_config(self):
+        return {
+            "model": keras.saving.serialize_keras_object(self.classifier),
+            "variant": self.variant,
+            "P": self.P,
+            "epsilon": self.epsilon,
+            "input_bounds": self.input_bounds,
+            "selective_class": self.selective_class,
+            "seed": self.seed,
+            "name": self.name,
+            **self.loss_kwargs,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        model = keras.saving.deserialize_keras_object(config.pop("model"))
+        if isinstance(config.get("P"), dict):
+            config["P"] = {int(k): v for k, v in config["P"].items()}
+        return cls(model, **config)
+
+
+def _background_share(heatmaps, masks):
+    """Mean over the batch of |R| outside the mask / total |R| (heatmaps (B, K, H, W, C))."""
+    from keras_isnet.losses import prepare_masks
+
+    h = ops.sum(ops.abs(ops.cast(heatmaps, "float32")), axis=(1, 4))  # (B, H, W)
+    m = prepare_masks(masks, tuple(h.shape[1:3]))
+    total = ops.sum(h, axis=(1, 2))
+    outside = ops.sum(ops.multiply(h, 1.0 - m), axis=(1, 2))
+    return ops.mean(ops.divide(outside, ops.maximum(total, 1e-12)))
+
+
+class _PSchedule(keras.callbacks.Callback):
+    """Sets the heatmap loss weight P at the start of each epoch from a schedule."""
+
+    def __init__(self, isnet):
+        super().__init__()
+        self._isnet = isnet
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._isnet._P_value.assign(self._isnet._P_at(epoch))
