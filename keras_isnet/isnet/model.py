@@ -157,6 +157,9 @@ class ISNet(keras.Model):
         return float({int(k): v for k, v in self.P.items()}[keys[-1]])
 
     def fit(self, *args, callbacks=None, **kwargs):
+        data = args[0] if args else kwargs.get("x")
+        if hasattr(data, "element_spec") and "shuffle" not in kwargs:
+            kwargs["shuffle"] = False  # a tf.data.Dataset shuffles itself (isnet_dataset does)
         callbacks = list(callbacks or [])
         if isinstance(self.P, dict):
             callbacks.append(_PSchedule(self))
