@@ -47,7 +47,7 @@ def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
     _require_tensorflow("vjp")
     import tensorflow as tf
 
-    primals = list(primals)
+    primals = [None if p is None else tf.convert_to_tensor(p) for p in primals]
     floating = [p is not None and p.dtype.is_floating for p in primals]
     tape = tf.GradientTape(persistent=True)
     with tape:

@@ -131,11 +131,15 @@ def train_isnet(data, config: DemoConfig):
     return isnet.classifier, time.perf_counter() - start
 
 
-def heatmaps_of(model, images):
-    """LRP-epsilon (epsilon 0.01) heatmaps of the predicted class, summed over channels."""
+def explainer(model):
+    """The analyzer behind every heatmap of the demo: LRP-epsilon (0.01), predicted class."""
     import keras_isnet as ki
 
-    analyzer = ki.create_analyzer("lrp.epsilon", model, epsilon=1e-2)
+    return ki.create_analyzer("lrp.epsilon", model, epsilon=1e-2)
+
+
+def heatmaps_of(analyzer, images):
+    """``analyzer``'s heatmaps of ``images``, summed over channels: ``(n, H, W)``."""
     return analyzer.analyze(images, batch_size=250).sum(axis=-1)
 
 
@@ -150,12 +154,13 @@ def evaluate(model, data, n_explain: int = 500) -> dict:
     from keras_isnet.metrics import background_relevance_share
 
     accuracy, share = {}, {}
+    analyzer = explainer(model)
     for name, split in data.test_sets.items():
         logits = model.predict(split.images, batch_size=500, verbose=0)
         accuracy[name] = float(np.mean(logits.argmax(-1) == split.labels) * 100.0)
         if name != "unbiased":
             k = min(n_explain, len(split))
-            heat = heatmaps_of(model, split.images[:k])
+            heat = heatmaps_of(analyzer, split.images[:k])
             share[name] = float(np.nanmean(background_relevance_share(heat, split.masks[:k])))
     return {"accuracy": accuracy, "background_share": share}
 
@@ -195,10 +200,10 @@ def write_figure(models: dict, data, path, n: int = 4) -> None:
     fig, axes = plt.subplots(
         len(row_names), len(columns), figsize=(1.6 * len(columns), 1.7 * len(row_names))
     )
-    heat = {
-        name: {s: heatmaps_of(model, split.images[:n]) for s, split in sets}
-        for name, model in models.items()
-    }
+    heat = {}
+    for name, model in models.items():
+        analyzer = explainer(model)
+        heat[name] = {s: heatmaps_of(analyzer, split.images[:n]) for s, split in sets}
     for j, (set_name, i) in enumerate(columns):
         split = dict(sets)[set_name]
         axes[0, j].imshow(split.images[i, ..., 0], cmap="gray", vmin=0, vmax=1)
