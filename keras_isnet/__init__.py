@@ -9,7 +9,7 @@ Example:
 from keras_isnet import datasets, layers, losses, metrics, rules
 from keras_isnet.analyzers import ANALYZERS, Analyzer, UnsupportedLayerError, create_analyzer
 from keras_isnet.graph import ModelWalkError
-from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset
+from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset, tune_cuts
 from keras_isnet.layers import register_reverse_rule
 
 __version__ = "0.1.0"
@@ -29,4 +29,5 @@ __all__ = [
     "metrics",
     "register_reverse_rule",
     "rules",
+    "tune_cuts",
 ]
