@@ -154,8 +154,46 @@ class ISNetHeatmaps(LRP):
 
     def _walk(self, records, seeds, handlers, input_key, x):
         relevance = backward(records, seeds, handlers)
+        self._last_relevance = relevance
         r = relevance.get(input_key)
         return ops.zeros_like(x) if r is None else r
+
+    def hidden_keys(self, layer_names) -> dict:
+        """The output tensor key of each named layer (for LRP deep supervision).
+
+        Raises:
+            ValueError: for a name that is no layer of the model (the valid names are listed)
+                or a layer whose output is not an image-like ``(batch, H, W, C)`` tensor.
+        """
+        by_name = {}
+        for step in self._steps:
+            by_name.setdefault(step.layer.name, step)
+            by_name.setdefault(step.path, step)
+        keys = {}
+        for name in layer_names:
+            if name not in by_name:
+                raise ValueError(
+                    f"deep_supervision names layer {name!r}, which is not in model "
+                    f"{self.model.name!r}; its layers are {sorted({s.path for s in self._steps})}."
+                )
+            step = by_name[name]
+            shape = step.node.outputs[0].shape
+            if len(shape) != 4:
+                raise ValueError(
+                    f"deep_supervision layer {name!r} outputs shape {tuple(shape)}; hidden "
+                    "heatmaps need image-like (batch, H, W, C) outputs (e.g. convolution or "
+                    "pooling layers)."
+                )
+            keys[name] = step.outputs[0]
+        return keys
+
+    def hidden_heatmaps(self, keys: dict, like) -> dict:
+        """Relevance at the named layers' outputs from the last walk: ``(batch, 1, h, w, c)``."""
+        out = {}
+        for name, key in keys.items():
+            r = self._last_relevance.get(key)
+            out[name] = ops.expand_dims(r, 1) if r is not None else None
+        return out
 
     def _zplus(self):
         """Handlers with the z-plus rule on kernel layers (the dual ISNet's second map)."""

@@ -78,6 +78,12 @@ class ISNet(keras.Model):
         selective_class: ``"argmin"`` (default; the reference code explains the class with the
             lowest logit, although its docstrings say the highest), ``"argmax"`` or ``"label"``.
         seed: seed of the stochastic variant's random choices.
+        deep_supervision: LRP deep supervision: ``{layer_name: {"C1": ..., "C2": ...}}``
+            also penalises the relevance at the outputs of these hidden layers (image-like
+            outputs: convolutions, pooling), each with its own cuts (tune them first); the
+            masks are pooled to each layer's size. The input heatmap's loss and the hidden
+            losses are combined per sample by a 1-D GWRP, largest first, with decay
+            ``dLoss`` (default 0.8; 1 = plain mean). Selective and stochastic variants only.
         **loss_kwargs: options of :func:`keras_isnet.losses.isnet_heatmap_loss` (``d=0.9``,
             ``E=1``, ``A=1``, ``B=3``, ``C1=1``, ``C2=25``, ``foreground="L2"``,
             ``norm="absRoIMean"``).
@@ -103,6 +109,8 @@ class ISNet(keras.Model):
         input_bounds=(0.0, 1.0),
         selective_class: str = "argmin",
         seed: int | None = None,
+        deep_supervision: dict | None = None,
+        dLoss: float = 0.8,
         **loss_kwargs,
     ):
         name = loss_kwargs.pop("name", None) or f"isnet_{model.name}"
@@ -130,6 +138,23 @@ class ISNet(keras.Model):
             input_bounds=self.input_bounds,
             selective_class=selective_class,
         )
+        self.deep_supervision = None
+        self.dLoss = float(dLoss)
+        self._hidden_keys = {}
+        if deep_supervision:
+            if variant not in ("selective", "stochastic"):
+                raise ValueError(
+                    "deep_supervision works with the selective and stochastic variants, not "
+                    f"{variant!r}."
+                )
+            for name, cuts in deep_supervision.items():
+                if not isinstance(cuts, dict) or set(cuts) - {"C1", "C2"}:
+                    raise ValueError(
+                        f"deep_supervision[{name!r}] must be a dict with keys 'C1' and 'C2' "
+                        f"(the layer's cuts), got {cuts!r}."
+                    )
+            self.deep_supervision = {k: dict(v) for k, v in deep_supervision.items()}
+            self._hidden_keys = self.heatmaps.hidden_keys(list(self.deep_supervision))
         self._seed_generator = keras.random.SeedGenerator(seed)
         self._P_value = keras.Variable(
             self._P_at(0), trainable=False, dtype="float32", name="heatmap_loss_weight"
@@ -184,6 +209,8 @@ class ISNet(keras.Model):
         )
         ce = self._classification_loss(labels, logits)
         heat = self._heatmap_loss(heatmaps, masks)
+        if self.deep_supervision:
+            heat = self._deep_supervision_loss(heatmaps, masks)
         P = ops.cast(self._P_value, "float32")
         total = ops.add(ops.multiply(1.0 - P, ce), ops.multiply(P, heat))
         return total, ce, heat, logits, heatmaps
@@ -205,6 +232,30 @@ class ISNet(keras.Model):
             ]
             return ops.mean(ops.stack(losses))
         return isnet_heatmap_loss(heatmaps, masks, C1=c1, C2=c2, **kwargs)
+
+    def _deep_supervision_loss(self, heatmaps, masks):
+        """Input and hidden-layer heatmap losses per sample, combined by a 1-D GWRP."""
+        from keras_isnet.losses import gwrp
+
+        kwargs = {k: v for k, v in self.loss_kwargs.items() if k not in ("C1", "C2")}
+        per_layer = [
+            isnet_heatmap_loss(
+                heatmaps,
+                masks,
+                C1=self.loss_kwargs["C1"],
+                C2=self.loss_kwargs["C2"],
+                reduction="none",
+                **kwargs,
+            )
+        ]
+        hidden = self.heatmaps.hidden_heatmaps(self._hidden_keys, heatmaps)
+        for name, cuts in self.deep_supervision.items():
+            per_layer.append(
+                isnet_heatmap_loss(
+                    hidden[name], masks, C1=cuts["C1"], C2=cuts["C2"], reduction="none", **kwargs
+                )
+            )
+        return ops.mean(gwrp(ops.stack(per_layer, axis=-1), self.dLoss, axis=-1))
 
     def _update_trackers(self, total, ce, heat, heatmaps, masks):
         self._trackers["loss"].update_state(total)
@@ -270,6 +321,8 @@ class ISNet(keras.Model):
             "input_bounds": self.input_bounds,
             "selective_class": self.selective_class,
             "seed": self.seed,
+            "deep_supervision": self.deep_supervision,
+            "dLoss": self.dLoss,
             "name": self.name,
             **self.loss_kwargs,
         }
