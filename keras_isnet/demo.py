@@ -30,7 +30,7 @@ from pathlib import Path
 class DemoConfig:
     """Everything the demo run depends on (see ``--help`` for each option)."""
 
-    bias: str = "corner_square"
+    bias: str = "stripes"
     strength: float = 1.0
     correlation: float = 1.0
     n_train: int = 3000
