@@ -158,8 +158,7 @@ class GradCAMPenaltyClassifier(_PenaltyClassifier):
 
 def train_baselines(data, config) -> dict:
     """Train both baselines as the demo trains the ISNet; ``{name: (model, seconds)}``."""
-    import keras_isnet as ki
-    from keras_isnet.demo import _optimizer, build_classifier
+    from keras_isnet.demo import _optimizer, build_classifier, train_dataset
 
     out = {}
     for name, make in (
@@ -170,13 +169,7 @@ def train_baselines(data, config) -> dict:
         model = build_classifier(config.seed)
         trainer = make(model)
         trainer.compile(optimizer=_optimizer(config), metrics=["accuracy"])
-        train = ki.isnet_dataset(
-            data.train.images,
-            data.train.labels,
-            data.train.masks,
-            batch_size=config.batch_size,
-            seed=config.seed,
-        )
+        train = train_dataset(data, config)
         start = time.perf_counter()
         trainer.fit(train, epochs=config.epochs, verbose=config.verbose)
         out[name] = (model, time.perf_counter() - start)

@@ -109,6 +109,19 @@ def train_plain(data, config: DemoConfig):
     return model, time.perf_counter() - start
 
 
+def train_dataset(data, config: DemoConfig):
+    """The shuffled ``(images, labels, masks)`` training batches every penalised model uses."""
+    import keras_isnet as ki
+
+    return ki.isnet_dataset(
+        data.train.images,
+        data.train.labels,
+        data.train.masks,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+
+
 def train_isnet(data, config: DemoConfig):
     """Train the ISNet with the same architecture, seed and epochs; ``(model, seconds)``."""
     import keras_isnet as ki
@@ -116,13 +129,7 @@ def train_isnet(data, config: DemoConfig):
     model = build_classifier(config.seed)
     isnet = ki.ISNet(model, variant=config.variant, P=config.P, seed=config.seed)
     isnet.compile(optimizer=_optimizer(config), metrics=["accuracy"])
-    train = ki.isnet_dataset(
-        data.train.images,
-        data.train.labels,
-        data.train.masks,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
+    train = train_dataset(data, config)
     val = ki.isnet_dataset(
         data.val.images, data.val.labels, data.val.masks, batch_size=256, shuffle=False
     )

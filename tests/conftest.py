@@ -10,8 +10,11 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_state():
-    """Each test starts with a clean Keras name space and a fixed seed."""
-    keras.backend.clear_session()
+    """Each test starts with a clean Keras name space and a fixed seed.
+
+    ``free_memory=False`` skips a full garbage collection that costs ~0.25 s per test.
+    """
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     np.random.seed(0)
     yield

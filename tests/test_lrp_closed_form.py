@@ -15,17 +15,6 @@ from hypothesis import strategies as st
 
 import keras_isnet as ki
 
-
-@pytest.fixture(autouse=True)
-def _fresh_keras_state():
-    """tests/conftest.py's reset (fresh Keras name space, fixed seeds) without its full
-    garbage collection, which costs ~0.25 s per test here, more than most of these tests."""
-    keras.backend.clear_session(free_memory=False)
-    keras.utils.set_random_seed(0)
-    np.random.seed(0)
-    yield
-
-
 # ----------------------------------------------------------------------------- reference
 
 
