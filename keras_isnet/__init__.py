@@ -6,28 +6,52 @@ Example:
     >>> heatmaps = analyzer.analyze(x)
 """
 
-from keras_isnet import datasets, layers, losses, metrics, rules
+from keras_isnet import (  # analyzers first: composites registers into it
+    analyzers,
+    canonizers,
+    composites,
+    conservation,
+    datasets,
+    layers,
+    losses,
+    metrics,
+    rules,
+    segmentation,
+)
 from keras_isnet.analyzers import ANALYZERS, Analyzer, UnsupportedLayerError, create_analyzer
+from keras_isnet.canonizers import fold_batch_norm
+from keras_isnet.conservation import ConservationReport, conservation_report
 from keras_isnet.graph import ModelWalkError
 from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset, tune_cuts
 from keras_isnet.layers import register_reverse_rule
+from keras_isnet.segmentation import class_region_selection, predicted_class_selection
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANALYZERS",
     "Analyzer",
+    "ConservationReport",
     "ISNet",
     "ISNetHeatmaps",
     "ModelWalkError",
     "UnsupportedLayerError",
+    "analyzers",
+    "canonizers",
+    "class_region_selection",
+    "composites",
+    "conservation",
+    "conservation_report",
     "create_analyzer",
     "datasets",
+    "fold_batch_norm",
     "isnet_dataset",
     "layers",
     "losses",
     "metrics",
+    "predicted_class_selection",
     "register_reverse_rule",
     "rules",
+    "segmentation",
     "tune_cuts",
 ]

@@ -101,3 +101,58 @@ def scale_loss_for_distribution(loss):
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss / replicas
+
+
+#: marker of the messages of :func:`assert_binary`, so that :func:`value_errors` finds them.
+BINARY_MARKER = "[keras_isnet: non-binary mask]"
+
+
+def assert_binary(x, *gated, what: str = "masks"):
+    """``x`` (and ``gated`` tensors), released only after checking that ``x`` holds only 0
+    and 1: everything computed from the results waits for the check, so a failing step stops
+    before any weight update (works in graphs). Returns ``x`` alone, or a tuple with ``gated``.
+
+    The failure surfaces as a TensorFlow ``InvalidArgumentError``; run the step inside
+    :func:`value_errors` to get a ``ValueError`` instead.
+    """
+    _require_tensorflow("assert_binary")
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    ok = tf.reduce_all(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
+    check = tf.debugging.Assert(
+        ok,
+        [
+            f"{BINARY_MARKER} {what} must hold only 0 (background) and 1 (foreground); "
+            "found another value, e.g.",
+            tf.boolean_mask(x, tf.logical_not(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1))))[
+                :1
+            ],
+        ],
+    )
+    with tf.control_dependencies([check]):
+        if not gated:
+            return tf.identity(x)
+        return (tf.identity(x), *(tf.identity(g) for g in gated))
+
+
+class value_errors:
+    """Context manager: re-raise :func:`assert_binary` failures as ``ValueError``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or keras.backend.backend() != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        if isinstance(exc, tf.errors.InvalidArgumentError) and BINARY_MARKER in str(exc):
+            text = str(exc)
+            start = text.index(BINARY_MARKER) + len(BINARY_MARKER)
+            detail = text[start:].split("\n")[0].strip()
+            raise ValueError(
+                f"Non-binary mask: {detail} Masks are 1 on the foreground and 0 on the "
+                "background; threshold soft masks first (e.g. masks > 0.5)."
+            ) from None
+        return False

@@ -66,6 +66,8 @@ def forward(
     training: bool = False,
     nonnegative: dict | None = None,
     linear_steps: frozenset = frozenset(),
+    canonization=None,
+    compute_dtype: str | None = None,
 ) -> tuple[dict, list[Record]]:
     """Replay ``steps`` on ``inputs``.
 
@@ -77,34 +79,72 @@ def forward(
         nonnegative: optional map key -> bool saying which tensors are known to be >= 0.
         linear_steps: indices of kernel steps whose activation is skipped (the stripped
             final softmax), so that their output is the pre-activation.
+        canonization: optional weight overrides, e.g. a
+            :class:`keras_isnet.canonizers.FoldPlan`: an object with ``identity_steps`` (step
+            indices whose output is their input, such as folded BatchNormalization) and
+            ``kernel_override(step)`` returning None or ``override(spec, x) -> (call_spec,
+            kernel, bias)`` for kernel steps that compute with other weights. The model's
+            weights are never changed.
+        compute_dtype: if given (``"float64"``), every step computes in this dtype: kernel
+            layers with their weights cast to it, weightless layers through their ``call``
+            (skipping Keras' cast to the layer's float32 compute dtype), other layers on
+            cast inputs with their outputs cast back. The inputs must have this dtype.
 
     Returns:
         ``(values, records)``: tensor values by key, and one :class:`Record` per step.
     """
     values = dict(zip(input_keys, inputs, strict=True))
     nonnegative = nonnegative or {}
+    identity = canonization.identity_steps if canonization is not None else frozenset()
     records = []
     for step in steps:
         spec = lookup(step.layer)
         keys = _unique(step.inputs)
         tensors = [values[k] for k in keys]
-        if isinstance(spec, KernelLayer) and len(keys) == 1:
-            record = _forward_kernel(step, spec, keys, tensors, nonnegative, linear_steps)
+        if step.index in identity:
+            record = _forward_identity(step, keys, tensors)
+        elif isinstance(spec, KernelLayer) and len(keys) == 1:
+            override = None if canonization is None else canonization.kernel_override(step)
+            record = _forward_kernel(
+                step, spec, keys, tensors, nonnegative, linear_steps, override, compute_dtype
+            )
         else:
-            record = _forward_generic(step, keys, tensors, training)
+            record = _forward_generic(step, keys, tensors, training, compute_dtype)
         for k, v in zip(step.outputs, record.outputs, strict=True):
             values[k] = v
         records.append(record)
     return values, records
 
 
-def _forward_kernel(step, spec, keys, tensors, nonnegative, linear_steps):
+def _forward_identity(step, keys, tensors):
+    """A step replaced by the identity (a BatchNormalization folded into its neighbour)."""
+    return Record(step, keys, tensors, [tensors[0]], lambda cotangents: [cotangents[0]])
+
+
+def _is_float(t) -> bool:
+    return "float" in str(getattr(t, "dtype", ""))
+
+
+def _forward_kernel(
+    step, spec, keys, tensors, nonnegative, linear_steps, override=None, compute_dtype=None
+):
     layer = step.layer
     x = tensors[0]
-    kernel, bias = spec.weights(layer)
-    z_nobias, pull_linear = vjp(lambda v: spec.linear(layer, v, kernel), [x])
+    if override is None:
+        call_spec = spec
+        kernel, bias = spec.weights(layer)
+    else:
+        call_spec, kernel, bias = override(spec, x)
+    if compute_dtype is not None:
+        kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)
+        bias = None if bias is None else ops.cast(bias, compute_dtype)
+    # Read each weight once: every rule and seed of this step then sees the same value, even
+    # when a training step updates the variable later in the same graph.
+    kernel = tree.map_structure(ops.convert_to_tensor, kernel)
+    bias = None if bias is None else ops.convert_to_tensor(bias)
+    z_nobias, pull_linear = vjp(lambda v: call_spec.linear(layer, v, kernel), [x])
     call = KernelCall(
-        spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
+        call_spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
     )
     z = call.z
     activation = None if step.index in linear_steps else spec.activation(layer)
@@ -123,14 +163,21 @@ def _forward_kernel(step, spec, keys, tensors, nonnegative, linear_steps):
     return Record(step, keys, tensors, [y], pullback, call, pull_activation)
 
 
-def _forward_generic(step, keys, tensors, training):
+def _forward_generic(step, keys, tensors, training, compute_dtype=None):
     layer = step.layer
+    direct = compute_dtype is not None and not layer.weights
 
     def run(*ts):
         args, kwargs = step.call_arguments(dict(zip(keys, ts, strict=True)))
         if getattr(layer, "_call_has_training_arg", False):
             kwargs["training"] = training
-        return tree.flatten(layer(*args, **kwargs))
+        if direct:  # layer.call: no autocast of the inputs to float32
+            outputs = tree.flatten(layer.call(*args, **kwargs))
+        else:
+            outputs = tree.flatten(layer(*args, **kwargs))
+        if compute_dtype is not None:
+            outputs = [ops.cast(o, compute_dtype) if _is_float(o) else o for o in outputs]
+        return outputs
 
     outputs, pull = vjp(run, tensors)
     return Record(step, keys, tensors, outputs, pull)
@@ -150,13 +197,16 @@ def backward(
         seeds: initial relevance by tensor key (the explained output).
         handlers: per step index, ``handler(record, output_relevances) -> input_relevances``
             (aligned with ``record.input_keys``; None where no relevance flows).
-        keep: if a dict is given, it receives the relevance at the inputs of every step,
-            keyed by the step's path.
+        keep: if a dict is given, it receives the relevance at the inputs of every step
+            that relevance reaches, keyed by :func:`step_names` (the step's path; a layer
+            called several times gets ``path#1``, ``path#2``, ... for its later calls), as a
+            list aligned with ``record.input_keys`` (None where no relevance flows).
 
     Returns:
         The relevance of every tensor that received some, by key.
     """
     relevance = dict(seeds)
+    names = step_names([record.step for record in records]) if keep is not None else None
     for record in reversed(records):
         step = record.step
         arriving = [relevance.get(k) for k in step.outputs]
@@ -168,9 +218,24 @@ def backward(
         ]
         leaving = handlers[step.index](record, arriving)
         if keep is not None:
-            keep[step.path] = leaving
+            keep[names[step.index]] = leaving
         for k, r in zip(record.input_keys, leaving, strict=True):
             if r is None:
                 continue
             relevance[k] = r if k not in relevance else ops.add(relevance[k], r)
     return relevance
+
+
+def step_names(steps) -> dict[int, str]:
+    """A unique name per step: its path, with ``#1``, ``#2``, ... for later calls of a layer.
+
+    Example:
+        >>> step_names(steps)[3]
+        'encoder/conv1'
+    """
+    names, seen = {}, {}
+    for step in steps:
+        n = seen.get(step.path, 0)
+        names[step.index] = step.path if n == 0 else f"{step.path}#{n}"
+        seen[step.path] = n + 1
+    return names

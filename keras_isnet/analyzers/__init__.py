@@ -32,8 +32,16 @@ from keras_isnet.analyzers.lrp import (
 )
 from keras_isnet.analyzers.misc import Input, Random
 from keras_isnet.analyzers.smoothing import IntegratedGradients, SmoothGrad
+from keras_isnet.composites import (  # after analyzers.lrp, which they build on
+    EpsilonAlpha2Beta1,
+    EpsilonAlpha2Beta1Flat,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+)
 
-#: iNNvestigate's 28 analyzer names and their classes.
+#: iNNvestigate's 28 analyzer names and zennit's composites ("lrp.epsilon_plus", ...), with
+#: their classes.
 ANALYZERS: dict[str, type[Analyzer]] = {
     cls.name: cls
     for cls in (
@@ -65,6 +73,11 @@ ANALYZERS: dict[str, type[Analyzer]] = {
         LRPSequentialPresetBFlatUntilIdx,
         DeepTaylor,
         BoundedDeepTaylor,
+        EpsilonPlus,
+        EpsilonPlusFlat,
+        EpsilonAlpha2Beta1,
+        EpsilonAlpha2Beta1Flat,
+        EpsilonGammaBox,
     )
 }
 

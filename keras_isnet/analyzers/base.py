@@ -9,17 +9,22 @@ model's weights).
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-from keras import ops
+from keras import ops, tree
 
 from keras_isnet.backend import compile_function
-from keras_isnet.graph import walk
+from keras_isnet.graph import _as_functional, walk
 from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
 from keras_isnet.layers.activation import NONNEGATIVE_ACTIVATIONS
-from keras_isnet.propagation import backward, forward
+from keras_isnet.propagation import backward, forward, step_names
 from keras_isnet.selection import check_mode, normalize_selection, selection_weights
 
 _SQUASHING = ("softmax", "sigmoid")
+
+#: the key under which :meth:`Analyzer._propagate` stores the seed (the explained relevance
+#: ``head * weights``) in its ``keep`` dict; no layer path can contain "<".
+SEED_KEY = "<seed>"
 
 
 class UnsupportedLayerError(TypeError):
@@ -46,6 +51,8 @@ class Analyzer:
 
     #: the name under which :func:`keras_isnet.create_analyzer` knows the analyzer.
     name = ""
+    #: the dtype the explanation is computed in (None: the model's); LRP sets it.
+    _compute_dtype: str | None = None
 
     def __init__(
         self,
@@ -55,6 +62,7 @@ class Analyzer:
         output_index: int | str | None = None,
         strip_softmax: bool = True,
     ):
+        _as_functional(model, "")  # subclassed models: say how to make them walkable
         if not getattr(model, "built", False) or not getattr(model, "inputs", None):
             raise ValueError(
                 f"Model {getattr(model, 'name', model)!r} is not built: create it with "
@@ -64,16 +72,19 @@ class Analyzer:
         self.neuron_selection_mode = check_mode(neuron_selection_mode)
         self.strip_softmax = strip_softmax
         self._steps, self._input_keys, output_keys = walk(model)
+        self._output_keys = list(output_keys)
         self._output_key = self._choose_output(output_keys, output_index)
         self._producer = {k: step for step in self._steps for k in step.outputs}
         self._head_key, self._linear_steps = self._find_head(strip_softmax)
         self._active = self._steps_reaching(self._head_key)
         self._nonnegative = self._infer_nonnegative()
+        self._canonization = self._canonize()
         self._handlers = {}
         for step in self._steps:
             if step.index in self._active:
                 self._handlers[step.index] = self._handler(step)
         self._compiled = None
+        self._compiled_layers = None
 
     # ----------------------------------------------------------------------------- graph
     def _choose_output(self, output_keys, output_index):
@@ -151,6 +162,14 @@ class Analyzer:
                 nonneg[k] = value
         return nonneg
 
+    def _canonize(self):
+        """Weight overrides for the forward replay (see :func:`propagation.forward`).
+
+        None by default; LRP analyzers fold BatchNormalization here (``bn_rule="fold"``).
+        Runs after the graph analysis and before the handlers are chosen.
+        """
+        return None
+
     def _handler(self, step):
         """The backward handler of ``step``: ``handler(record, R_out) -> R_in``."""
         raise NotImplementedError
@@ -175,7 +194,11 @@ class Analyzer:
         return relevances
 
     def _propagate(self, inputs, weights_fn, *, training=False, keep=None):
-        """One forward replay and backward walk. ``weights_fn(head) -> weights``."""
+        """One forward replay and backward walk. ``weights_fn(head) -> weights``.
+
+        With a ``keep`` dict, the relevance at every layer's inputs is recorded in it (see
+        :func:`propagation.backward`) and the seed under :data:`SEED_KEY`.
+        """
         values, records = forward(
             self._steps,
             self._input_keys,
@@ -183,14 +206,19 @@ class Analyzer:
             training=training,
             nonnegative=self._nonnegative,
             linear_steps=self._linear_steps,
+            canonization=self._canonization,
+            compute_dtype=self._compute_dtype,
         )
         head = values[self._head_key]
         seed = self._seed(head, weights_fn(head))
         relevance = backward(records, {self._head_key: seed}, self._handlers, keep=keep)
+        if keep is not None:
+            keep[SEED_KEY] = [seed]
         out = []
         for k, x in zip(self._input_keys, inputs, strict=True):
             r = relevance.get(k)
-            out.append(ops.zeros(ops.shape(x), "float32") if r is None else r)
+            dtype = x.dtype if "float" in str(x.dtype) else "float32"
+            out.append(ops.zeros(ops.shape(x), dtype) if r is None else r)
         return out
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
@@ -211,9 +239,15 @@ class Analyzer:
                 f"{len(xs)} arrays were given; pass a list with one array per input."
             )
         return [
-            ops.convert_to_tensor(v, dtype=t.dtype)
+            ops.convert_to_tensor(v, dtype=self._input_dtype(t))
             for v, t in zip(xs, self.model.inputs, strict=True)
         ]
+
+    def _input_dtype(self, model_input):
+        """The dtype an input is fed in: the compute dtype for float inputs, if one is set."""
+        if self._compute_dtype is not None and "float" in str(model_input.dtype):
+            return self._compute_dtype
+        return model_input.dtype
 
     def relevance(self, x, neuron_selection=None, *, training: bool = False):
         """The analysis as tensors, for use inside a larger (differentiable) computation.
@@ -247,7 +281,7 @@ class Analyzer:
             return None
         if hasattr(neuron_selection, "dtype") and not isinstance(neuron_selection, np.ndarray):
             return neuron_selection  # already a tensor
-        out_shape = tuple(self._head_shape())
+        out_shape = self._concrete_head_shape(inputs)
         batch = int(ops.shape(inputs[0])[0])
         return normalize_selection(neuron_selection, out_shape, batch)
 
@@ -258,6 +292,25 @@ class Analyzer:
             return self.model.inputs[i].shape[1:]
         position = step.outputs.index(self._head_key)
         return step.node.outputs[position].shape[1:]
+
+    def _concrete_head_shape(self, inputs) -> tuple:
+        """The explained output's shape without batch axis for these inputs (fully
+        convolutional models have ``None`` spatial sizes in their static shape)."""
+        shape = tuple(self._head_shape())
+        if all(s is not None for s in shape):
+            return shape
+        specs = [
+            keras.KerasTensor((None, *tuple(v.shape)[1:]), dtype=t.dtype)
+            for v, t in zip(inputs, self.model.inputs, strict=True)
+        ]
+        outs = tree.flatten(self.model.compute_output_spec(specs if len(specs) > 1 else specs[0]))
+        out_shape = tuple(outs[self._output_keys.index(self._output_key)].shape[1:])
+        if any(s is None for s in out_shape) or len(out_shape) != len(shape):
+            raise ValueError(
+                f"Cannot tell the shape of the explained output of {self.model.name!r} (static "
+                f"shape {shape}) for inputs of shape {[tuple(v.shape) for v in inputs]}."
+            )
+        return out_shape
 
     # ----------------------------------------------------------------------------- numpy
     def _check_arrays(self, xs):
@@ -278,24 +331,57 @@ class Analyzer:
                     "meaningless. Clean or drop those samples before analyzing."
                 )
 
-    def analyze(self, X, neuron_selection=None, *, batch_size: int | None = None):
+    def analyze(
+        self,
+        X,
+        neuron_selection=None,
+        *,
+        batch_size: int | None = None,
+        keep_layers: bool = False,
+    ):
         """Explain ``X``.
 
         Args:
             X: an array ``(batch, *input_shape)``, or a list of arrays for multi-input models.
             neuron_selection: for mode ``"index"``: an int (flat output index), one int per
-                sample, a tuple indexing the output's non-batch shape, or a float weights
-                array shaped like the output (see :mod:`keras_isnet.selection`).
+                sample, a tuple indexing the output's non-batch shape (``(row, col, class)``
+                for a segmentation map), or a float weights array shaped like the output
+                (explains ``sum(output * weights)``: a region or a whole class map, see
+                :mod:`keras_isnet.selection` and :mod:`keras_isnet.segmentation`).
             batch_size: if given, ``X`` is processed in chunks of this many samples, for
                 inputs larger than memory allows. Default: all at once.
+            keep_layers: if True, also return the relevance at the inputs of every layer
+                call that relevance reaches (default False).
 
         Returns:
-            A float32 NumPy array shaped like ``X`` (a list for multi-input models).
+            A float32 NumPy array shaped like ``X`` (float64 for LRP analyzers created with
+            ``compute_dtype="float64"``; a list for multi-input models). With
+            ``keep_layers=True``, a pair ``(heatmaps, layers)`` where ``layers`` maps each
+            layer's path (``"conv1"``, ``"encoder/conv1"`` in nested models; ``"conv1#1"``
+            for the second call of a shared layer) to the relevance at its input, a float32
+            array shaped like that input ``(batch, ...)``, or a list of arrays (None where no
+            relevance flows) for layers with several distinct inputs. Ordered from the
+            output back to the input. Analyzers that do not walk the layers (input, random,
+            SmoothGrad, integrated gradients) return an empty dict.
 
         Raises:
             ValueError: wrong number of inputs, wrong input shape, NaN or inf in ``X``, or a
                 bad ``neuron_selection``.
+
+        Example:
+            >>> heatmaps, layers = analyzer.analyze(x, keep_layers=True)
+            >>> {name: r.sum() for name, r in layers.items()}   # relevance entering each layer
         """
+        result, layers, _ = self._analyze_numpy(X, neuron_selection, batch_size, keep_layers)
+        heatmaps = result if len(result) > 1 else result[0]
+        if not keep_layers:
+            return heatmaps
+        return heatmaps, {name: (rs[0] if len(rs) == 1 else rs) for name, rs in layers.items()}
+
+    def _analyze_numpy(self, X, neuron_selection, batch_size, keep_layers):
+        """``(input relevances, layers, seed)`` as NumPy; ``layers`` and ``seed`` are None
+        unless ``keep_layers``: ``{name: [array or None per distinct input]}`` and the
+        seed ``head * weights`` (its sum per sample is the explained quantity)."""
         xs = X if isinstance(X, (list, tuple)) else [X]
         if len(xs) != len(self._input_keys):
             raise ValueError(
@@ -307,29 +393,66 @@ class Analyzer:
         n = len(xs[0])
         selection = None
         if self.neuron_selection_mode == "index":
-            selection = normalize_selection(neuron_selection, tuple(self._head_shape()), n)
+            selection = normalize_selection(neuron_selection, self._concrete_head_shape(xs), n)
         elif neuron_selection is not None:
             self._prepare_selection(neuron_selection, None)  # raises with the explanation
-        if self._compiled is None:
-            self._compiled = compile_function(self._compiled_explain)
+        if keep_layers:
+            if self._compiled_layers is None:
+                self._compiled_layers = compile_function(self._compiled_explain_layers)
+            fn = self._compiled_layers
+        else:
+            if self._compiled is None:
+                self._compiled = compile_function(self._compiled_explain)
+            fn = self._compiled
         size = n if not batch_size else int(batch_size)
-        chunks = []
+        chunks, layer_chunks, seed_chunks = [], [], []
         for start in range(0, n, size):
             part = [v[start : start + size] for v in xs]
             tensors = [
-                ops.convert_to_tensor(v, dtype=t.dtype)
+                ops.convert_to_tensor(v, dtype=self._input_dtype(t))
                 for v, t in zip(part, self.model.inputs, strict=True)
             ]
             sel = None if selection is None else selection[start : start + size]
-            out = self._compiled(tensors, sel)
-            chunks.append([np.asarray(ops.convert_to_numpy(o), dtype=np.float32) for o in out])
+            if keep_layers:
+                out, kept, seed = fn(tensors, sel)
+                layer_chunks.append({name: [_numpy(r) for r in rs] for name, rs in kept.items()})
+                seed_chunks.append(None if seed is None else _numpy(seed))
+            else:
+                out = fn(tensors, sel)
+            chunks.append([_numpy(o) for o in out])
         result = [np.concatenate([c[i] for c in chunks]) for i in range(len(xs))]
-        return result if len(result) > 1 else result[0]
+        if not keep_layers:
+            return result, None, None
+        layers = {}
+        names = step_names(self._steps)
+        rank = {name: i for i, name in names.items()}  # from the output back to the input
+        for name in sorted(layer_chunks[0], key=lambda k: -rank.get(k, 0)):
+            first = layer_chunks[0][name]
+            layers[name] = [
+                None if r is None else np.concatenate([c[name][i] for c in layer_chunks])
+                for i, r in enumerate(first)
+            ]
+        seeds = None if seed_chunks[0] is None else np.concatenate(seed_chunks)
+        return result, layers, seeds
 
     def _compiled_explain(self, inputs, selection):
         return self._explain(list(inputs), selection)
+
+    def _compiled_explain_layers(self, inputs, selection):
+        keep = {}
+        out = self._explain(list(inputs), selection, keep=keep)
+        seed = keep.pop(SEED_KEY, [None])[0]
+        return out, keep, seed
 
     def __repr__(self):
         return (
             f"{type(self).__name__}(model={self.model.name!r}, mode={self.neuron_selection_mode!r})"
         )
+
+
+def _numpy(t):
+    """float32 NumPy, or float64 for float64 tensors (``compute_dtype="float64"``)."""
+    if t is None:
+        return None
+    a = np.asarray(ops.convert_to_numpy(t))
+    return a if a.dtype == np.float64 else a.astype(np.float32)

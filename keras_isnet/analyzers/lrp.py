@@ -13,24 +13,68 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
+import keras
 from keras import ops
 
 from keras_isnet.analyzers.base import Analyzer
+from keras_isnet.canonizers import plan_batch_norm_folds
 from keras_isnet.layers import KernelLayer, lookup
+from keras_isnet.layers.normalization import BatchNormalizationReverse
 from keras_isnet.rules import (
     AlphaBetaRule,
+    BoundedRule,
     EpsilonRule,
     FlatRule,
+    GammaRule,
+    NormRule,
+    PassRule,
     Rule,
     WSquareRule,
+    ZBoxRule,
+    ZennitAlphaBetaRule,
     ZPlusFastRule,
     ZPlusRule,
     ZRule,
     get_rule,
 )
 from keras_isnet.rules.base import safe_divide, stabilize
+
+#: the values of ``bn_rule``.
+BN_RULES = ("fold", "pass", "linear")
+
+
+def _pass_handler(record, Rs):
+    return [Rs[0]]
+
+
+def _kind(spec, layer) -> str:
+    """The reverse kind of one layer (a description may decide per instance)."""
+    kind_for = getattr(spec, "kind_for", None)
+    return kind_for(layer) if kind_for is not None else spec.kind
+
+
+def _rule_uses_bias(rule) -> bool:
+    if isinstance(rule, NormRule):
+        return True
+    if isinstance(rule, (BoundedRule, ZBoxRule, FlatRule, WSquareRule, ZPlusFastRule, PassRule)):
+        return False
+    return bool(getattr(rule, "bias", False))
+
+
+def _rule_label(rule) -> str:
+    name = rule.name or type(rule).__name__
+    for attr in ("epsilon", "gamma"):
+        value = getattr(rule, attr, None)
+        if isinstance(value, float) and not isinstance(rule, ZBoxRule):
+            name += f"({attr[0] if attr == 'epsilon' else 'g'}={value:g})"
+    if isinstance(rule, (AlphaBetaRule, ZennitAlphaBetaRule)) and "ZPlus" not in rule.name:
+        name += f"(a={rule.alpha:g},b={rule.beta:g})"
+    if getattr(rule, "bias", True) is False and not isinstance(rule, ZPlusRule):
+        name += "[no bias]"
+    return name
 
 
 def _condition(spec_key) -> Callable:
@@ -57,13 +101,37 @@ class LRP(Analyzer):
             :class:`~keras_isnet.rules.Rule` instance, or a rule map: a list of
             ``(condition, rule)`` pairs or a dict ``{condition: rule}``, tried in order, where
             a condition is a Keras layer class, a layer name, a category (``"dense"``,
-            ``"conv"``, ``"affine"`` for BatchNormalization) or a callable ``layer -> bool``.
+            ``"conv"``, ``"affine"`` for BatchNormalization with ``bn_rule="linear"``,
+            ``"weightless"`` for Add/Average/average pooling) or a callable
+            ``layer -> bool``. Rules for weightless layers (:class:`~keras_isnet.rules.NormRule`,
+            :class:`~keras_isnet.rules.PassRule`) apply to the weightless layers a rule-map
+            entry names; other rules apply to kernel layers only. The first layer's rule is
+            ``input_layer_rule``.
         input_layer_rule: rule for the first kernel layer(s) (those with no kernel layer
             between them and the input): ``"Flat"``, ``"WSquare"``, ``(low, high)`` for the
             bounded z^B rule, or any rule. Default None (no special rule).
         until_layer_idx, until_layer_rule: apply ``until_layer_rule`` to the kernel layers
             numbered ``0..until_layer_idx`` in graph order (BatchNormalization not counted).
-        bn_layer_rule: rule for BatchNormalization (an element-wise affine map). Default:
+        bn_rule: how relevance crosses BatchNormalization:
+
+            * ``"fold"`` (default): fold each BN into its Dense/conv neighbour found from the
+              graph (layer -> BN: ``W' = W s``, ``b' = (b - mean) s + beta`` with
+              ``s = gamma / sqrt(var + eps)``; BN -> layer where exact), see
+              :mod:`keras_isnet.canonizers`. The kernel rule then sees the folded weights,
+              and with ``bias=False`` the folded bias (the BN shift) is ignored too, so
+              bias-free rules conserve relevance. A BN that cannot be folded exactly passes
+              relevance unchanged, with a warning naming it. The model is not modified.
+            * ``"pass"``: relevance passes through BN unchanged.
+            * ``"linear"``: BN is an element-wise affine layer ``s x + (beta - mean s)``
+              under ``bn_layer_rule`` (or the rule map's "affine" entry, else epsilon).
+
+            Default None means "fold", or "linear" when ``bn_layer_rule`` is given.
+        compute_dtype: None (default: the model's dtype, float32) or ``"float64"``: the
+            forward replay and every rule run in double precision, with the weights cast
+            (the model is not modified). Slower; for checking conservation where relevance
+            is large and cancels (bias-free rules on BatchNorm-folded networks amplify
+            float32 rounding), and for reference heatmaps. Results are float64.
+        bn_layer_rule: rule for BatchNormalization with ``bn_rule="linear"``. Default:
             whatever the rule map gives, else the epsilon rule.
         weightless_epsilon: stabiliser of the z-rule at average pooling and Add: None
             (default) divides by the exact sum guarded only at zero, as iNNvestigate does; a
@@ -83,6 +151,8 @@ class LRP(Analyzer):
         until_layer_rule=None,
         bn_layer_rule=None,
         weightless_epsilon: float | None = None,
+        bn_rule: str | None = None,
+        compute_dtype: str | None = None,
         **kwargs,
     ):
         if rule is None:
@@ -96,6 +166,22 @@ class LRP(Analyzer):
         if until_layer_rule is not None and until_layer_idx is None:
             raise ValueError("until_layer_rule needs until_layer_idx (the last layer number).")
         self._bn_layer_rule = None if bn_layer_rule is None else get_rule(bn_layer_rule)
+        if bn_rule is None:
+            bn_rule = "linear" if bn_layer_rule is not None else "fold"
+        if bn_rule not in BN_RULES:
+            raise ValueError(f"Unknown bn_rule {bn_rule!r}; valid values are {list(BN_RULES)}.")
+        if bn_layer_rule is not None and bn_rule != "linear":
+            raise ValueError(
+                f"bn_layer_rule={bn_layer_rule!r} applies to BatchNormalization only with "
+                f"bn_rule='linear', but bn_rule={bn_rule!r}; drop one of the two."
+            )
+        self.bn_rule = bn_rule
+        self.fold_plan = None
+        if compute_dtype not in (None, "float32", "float64"):
+            raise ValueError(
+                f"compute_dtype must be None, 'float32' or 'float64', got {compute_dtype!r}."
+            )
+        self._compute_dtype = compute_dtype
         self._weightless_epsilon = weightless_epsilon
         self._kernel_numbers = None
         self._first_kernels = None
@@ -111,8 +197,8 @@ class LRP(Analyzer):
                 raise TypeError(
                     f"A rule map is a list of (condition, rule) pairs or a dict; got {rule!r}."
                 )
-            return [(_condition(cond), get_rule(r)) for cond, r in rule]
-        return [(lambda layer, category: True, get_rule(rule))]
+            return [(_condition(cond), get_rule(r), True) for cond, r in rule]
+        return [(lambda layer, category: True, get_rule(rule), False)]
 
     def _number_kernel_layers(self):
         """Number kernel steps in graph order and find the first ones (next to the input)."""
@@ -137,15 +223,19 @@ class LRP(Analyzer):
         if self._kernel_numbers is None:
             self._number_kernel_layers()
         spec = lookup(step.layer)
-        if spec.category == "affine" and self._bn_layer_rule is not None:
-            return self._bn_layer_rule
+        if self._bn_passes(step):
+            return PassRule()
+        if spec.category == "affine":
+            bn_rule = self._bn_layer_rule or getattr(self, "_preset_bn_layer_rule", None)
+            if bn_rule is not None:
+                return bn_rule
         if step.index in self._first_kernels and self._input_layer_rule is not None:
             return self._input_layer_rule
         until_idx, until_rule = self._until
         number = self._kernel_numbers.get(step.index)
         if until_rule is not None and number is not None and number <= until_idx:
             return get_rule(until_rule)
-        for condition, rule in self._rule_map:
+        for condition, rule, _ in self._rule_map:
             if condition(step.layer, spec.category):
                 return rule
         if spec.category == "affine":
@@ -154,6 +244,47 @@ class LRP(Analyzer):
             f"No LRP rule applies to layer {step.path!r} ({type(step.layer).__name__}, "
             f"category {spec.category!r}); add a condition for it to the rule map."
         )
+
+    def _nonkernel_rule(self, step):
+        """A rule-map rule for a weightless layer (Norm, Pass), matched by class or name."""
+        for condition, rule, explicit in self._rule_map:
+            if (
+                explicit
+                and hasattr(rule, "reverse_weightless")
+                and condition(step.layer, "weightless")
+            ):
+                return rule
+        return None
+
+    # ------------------------------------------------------------------ BatchNormalization
+    def _canonize(self):
+        if self.bn_rule != "fold":
+            return None
+        protected = set(self._output_keys) | {self._head_key}
+        plan = plan_batch_norm_folds(self._steps, protected_keys=protected)
+        self.fold_plan = plan
+        for fold in plan.folds.values():
+            if fold.before is not None:  # the layer now reads the BN's input
+                bn = fold.before
+                self._nonnegative[bn.outputs[0]] = self._nonnegative.get(bn.inputs[0], False)
+        by_index = {step.index: step for step in self._steps}
+        for index, why in plan.fallbacks.items():
+            if index in self._active:
+                warnings.warn(
+                    f"BatchNormalization layer {by_index[index].path!r} cannot be folded into "
+                    f"a neighbouring Dense/conv layer ({why}); relevance passes through it "
+                    "unchanged (bn_rule='pass' for this layer). Pass bn_rule='pass' or "
+                    "'linear' to choose explicitly.",
+                    stacklevel=4,
+                )
+        return plan if plan.folds else None
+
+    def _is_batch_norm(self, step) -> bool:
+        return isinstance(lookup(step.layer), BatchNormalizationReverse)
+
+    def _bn_passes(self, step) -> bool:
+        """Whether ``step`` is a BN that relevance crosses unchanged (pass or folded)."""
+        return self.bn_rule != "linear" and self._is_batch_norm(step)
 
     # ------------------------------------------------------------------------ handlers
     def _weightless_divide(self, R, z):
@@ -165,8 +296,10 @@ class LRP(Analyzer):
         spec = lookup(step.layer)
         if spec is None:
             raise self._unsupported(step)
-        kind = spec.kind
+        kind = _kind(spec, step.layer)
         if kind == "kernel":
+            if self._bn_passes(step):
+                return _pass_handler
             rule = self.rule_for(step)
             return lambda record, Rs: [rule(record.kernel, Rs[0])]
         if kind == "elementwise":
@@ -182,6 +315,13 @@ class LRP(Analyzer):
         if kind == "routing":
             return lambda record, Rs: record.pullback(Rs)
         if kind == "weightless_linear":
+            rule = self._nonkernel_rule(step)
+            if rule is not None:
+                return lambda record, Rs: list(
+                    rule.reverse_weightless(
+                        step.layer, record.inputs, record.outputs, record.pullback, Rs
+                    )
+                )
             return self._weightless_handler
         if kind == "embedding":
             return lambda record, Rs: [ops.sum(Rs[0], axis=-1)]
@@ -197,6 +337,80 @@ class LRP(Analyzer):
             for x, g in zip(record.inputs, grads, strict=True)
         ]
 
+    # ------------------------------------------------------------------- conservation
+    def conservation_info(self, step) -> tuple[str, list[str]]:
+        """How relevance crosses ``step``: ``(rule label, possible causes of absorption)``.
+
+        Used by :func:`keras_isnet.conservation_report` to explain where relevance goes.
+        The causes are what can make the relevance leaving a layer differ from the
+        relevance arriving: ``"bias"``, ``"BN shift of 'bn1'"``, ``"epsilon"``,
+        ``"zero denominators"``, ``"max-pool ties"``, ``"non-conserving rule"``, ...
+
+        Example:
+            >>> analyzer.conservation_info(step)
+            ('Epsilon(e=1e-09)', ['bias', "BN shift of 'bn1' (folded)", 'epsilon'])
+        """
+        spec = lookup(step.layer)
+        if spec is None:
+            return "unsupported", []
+        kind = _kind(spec, step.layer)
+        if kind == "kernel":
+            plan = self.fold_plan
+            if self._is_batch_norm(step) and self.bn_rule != "linear":
+                folded = plan.folded_into(step.index) if plan is not None else None
+                if folded is not None:
+                    return f"folded into {folded[0].path!r}", []
+                return "Pass", []
+            rule = self.rule_for(step)
+            causes = []
+            if _rule_uses_bias(rule):
+                if self._is_batch_norm(step):
+                    causes.append("BN shift")
+                elif getattr(step.layer, "use_bias", False):
+                    causes.append("bias")
+                fold = None if plan is None else plan.folds.get(step.index)
+                if fold is not None:
+                    for bn in (fold.before, fold.after):
+                        if bn is not None:
+                            causes.append(f"BN shift of {bn.path!r} (folded)")
+            if isinstance(rule, (EpsilonRule, NormRule, GammaRule, ZennitAlphaBetaRule, ZBoxRule)):
+                causes.append("epsilon")
+            elif isinstance(rule, BoundedRule) and rule.epsilon is not None:
+                causes.append("epsilon")
+            elif not isinstance(rule, PassRule):
+                causes.append("zero denominators")
+            if isinstance(rule, (AlphaBetaRule, ZennitAlphaBetaRule)) and rule.beta > 0:
+                causes.append("non-conserving rule (alpha-beta where one part is zero)")
+            return _rule_label(rule), causes
+        if kind == "weightless_linear":
+            rule = self._nonkernel_rule(step)
+            if rule is not None:
+                return _rule_label(rule), ([] if isinstance(rule, PassRule) else ["epsilon"])
+            if self._weightless_epsilon is None:
+                return "z-rule", ["zero denominators"]
+            return f"z-rule(e={self._weightless_epsilon:g})", ["epsilon"]
+        if kind == "routing":
+            layer = step.layer
+            pooling = (
+                keras.layers.MaxPooling1D,
+                keras.layers.MaxPooling2D,
+                keras.layers.MaxPooling3D,
+                keras.layers.GlobalMaxPooling1D,
+                keras.layers.GlobalMaxPooling2D,
+                keras.layers.GlobalMaxPooling3D,
+            )
+            if isinstance(layer, pooling):
+                return "winner-take-all", ["max-pool ties"]
+            padding = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D)
+            if isinstance(layer, (*padding, keras.layers.ZeroPadding3D)):
+                return "routing", ["relevance on the padding"]
+            return "routing", []
+        if kind == "elementwise":
+            return "pass", []
+        if kind == "embedding":
+            return "sum over embedding", []
+        return "custom", ["custom rule"]
+
 
 # ------------------------------------------------------------------------------- presets
 class LRPZ(LRP):
@@ -205,6 +419,7 @@ class LRPZ(LRP):
     name = "lrp.z"
 
     def __init__(self, model, *, bias: bool = True, **kwargs):
+        self.bias = bias
         super().__init__(model, rule=ZRule(bias=bias), **kwargs)
 
 
@@ -215,6 +430,7 @@ class LRPEpsilon(LRP):
 
     def __init__(self, model, *, epsilon: float = 1e-7, bias: bool = True, **kwargs):
         self.epsilon = epsilon
+        self.bias = bias
         super().__init__(model, rule=EpsilonRule(epsilon=epsilon, bias=bias), **kwargs)
 
 
@@ -242,6 +458,7 @@ class LRPAlphaBeta(LRP):
     name = "lrp.alpha_beta"
 
     def __init__(self, model, *, alpha=None, beta=None, bias: bool = True, **kwargs):
+        self.bias = bias
         super().__init__(model, rule=AlphaBetaRule(alpha=alpha, beta=beta, bias=bias), **kwargs)
 
 
@@ -306,7 +523,8 @@ class LRPSequentialPresetA(LRP):
             ("dense", EpsilonRule(epsilon=epsilon, bias=True)),
             ("conv", AlphaBetaRule(alpha=alpha, beta=beta, bias=True)),
         ]
-        kwargs.setdefault("bn_layer_rule", EpsilonRule(epsilon=epsilon, bias=True))
+        # iNNvestigate's BN rule, used with bn_rule="linear" unless bn_layer_rule is given.
+        self._preset_bn_layer_rule = EpsilonRule(epsilon=epsilon, bias=True)
         super().__init__(model, rule=rules, **kwargs)
 
 

@@ -132,6 +132,7 @@ class ISNet(keras.Model):
         self.seed = seed
         self.loss_kwargs = {**LOSS_DEFAULTS, **loss_kwargs}
         self._check_P(P)
+        _check_loss_options(self.loss_kwargs)
         self.heatmaps = ISNetHeatmaps(
             model,
             epsilon=self.epsilon,
@@ -159,6 +160,7 @@ class ISNet(keras.Model):
         self._P_value = keras.Variable(
             self._P_at(0), trainable=False, dtype="float32", name="heatmap_loss_weight"
         )
+        self.built = True  # the classifier is built: saving then keeps the optimizer state
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "classification_loss", "heatmap_loss", "background_share")
@@ -188,7 +190,12 @@ class ISNet(keras.Model):
         callbacks = list(callbacks or [])
         if isinstance(self.P, dict):
             callbacks.append(_PSchedule(self))
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        with backend.value_errors():
+            return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with backend.value_errors():
+            return super().evaluate(*args, **kwargs)
 
     # ------------------------------------------------------------------------ calls
     def call(self, inputs, training=False):
@@ -274,6 +281,7 @@ class ISNet(keras.Model):
     def train_step(self, data):
         images, labels, masks = _unpack(data)
         self._require_masks(masks, "fit")
+        masks, images = backend.assert_binary(masks, images)
         if labels is None:
             raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
         variables = self.trainable_variables
@@ -301,6 +309,7 @@ class ISNet(keras.Model):
             return {
                 k: v for k, v in results.items() if k not in ("heatmap_loss", "background_share")
             }
+        masks, images = backend.assert_binary(masks, images)
         total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
         self._update_trackers(total, ce, heat, heatmaps, masks)
         return self._compiled_metrics(labels, logits)
@@ -334,6 +343,18 @@ class ISNet(keras.Model):
         if isinstance(config.get("P"), dict):
             config["P"] = {int(k): v for k, v in config["P"].items()}
         return cls(model, **config)
+
+
+def _check_loss_options(kwargs):
+    """Reject bad heatmap-loss options when the ISNet is created, not at the first step."""
+    from keras_isnet.losses.isnet_heatmap_loss import _check_choice, _check_params
+
+    _check_choice("foreground", kwargs["foreground"], ("L2", "hybrid", "L1"))
+    _check_choice("norm", kwargs["norm"], ("absRoIMean", "RoIMean", "none"))
+    c1, c2 = kwargs["C1"], kwargs["C2"]
+    pairs = zip(c1, c2, strict=True) if isinstance(c1, (tuple, list)) else [(c1, c2)]
+    for a, b in pairs:
+        _check_params(d=kwargs["d"], E=kwargs["E"], C1=a, C2=b)
 
 
 def _background_share(heatmaps, masks):

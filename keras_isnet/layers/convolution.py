@@ -37,6 +37,16 @@ class ConvolutionReverse(_ConvBase):
     """Conv1D, Conv2D, Conv3D (any padding, stride, dilation, groups, causal)."""
 
     def linear(self, layer, x, kernel):
+        if layer.padding == "causal":  # Conv1D pads on the left itself, then runs "valid"
+            x = ops.pad(x, layer._compute_causal_padding())
+            return ops.conv(
+                x,
+                kernel,
+                strides=list(layer.strides),
+                padding="valid",
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
         return layer.convolution_op(x, kernel)
 
 

@@ -1,16 +1,42 @@
 """Layers that move or copy values without mixing them; relevance follows the gradient.
 
 Flatten, Reshape, Permute, RepeatVector, Cropping1D/2D/3D, ZeroPadding1D/2D/3D and
-UpSampling1D/2D/3D (nearest and bilinear: the bilinear weights of every output pixel sum to
-one, so routing along the gradient conserves relevance too).
+UpSampling1D/2D/3D with nearest-neighbour interpolation.
+
+UpSampling2D with another interpolation (bilinear, bicubic, ...) mixes values: each output
+pixel is a weighted sum of input pixels, a weightless linear map, and LRP analyzers use the
+z-rule ``R_i = x_i sum_j a_ji R_j / y_j`` there. Routing along the gradient
+(``R_i = sum_j a_ji R_j``) would conserve relevance at the layer too, but it hands relevance
+to input pixels whose value is zero (dead ReLUs) in proportion to the weights, and no rule
+can pass relevance on from a zero neuron: it would be lost further down (at an Add, a
+convolution). The z-rule gives zero neurons no relevance, so the whole network conserves.
+
+Example:
+    >>> UpSamplingReverse().kind_for(keras.layers.UpSampling2D(interpolation="bilinear"))
+    'weightless_linear'
 """
 
 from __future__ import annotations
 
 import keras
 
-from keras_isnet.layers.base import RoutingLayer
+from keras_isnet.layers.base import RoutingLayer, WeightlessLinearLayer
 from keras_isnet.layers.registry import register_reverse_rule
+
+
+class UpSamplingReverse(RoutingLayer):
+    """UpSampling2D: routing for nearest-neighbour interpolation, else the z-rule.
+
+    ``kind`` is "routing"; :meth:`kind_for` gives the kind of one layer instance, which
+    the LRP analyzers use.
+    """
+
+    def kind_for(self, layer) -> str:
+        """``"routing"`` for nearest interpolation, ``"weightless_linear"`` otherwise."""
+        if getattr(layer, "interpolation", "nearest") == "nearest":
+            return RoutingLayer.kind
+        return WeightlessLinearLayer.kind
+
 
 for _cls in (
     keras.layers.Flatten,
@@ -24,7 +50,7 @@ for _cls in (
     keras.layers.ZeroPadding2D,
     keras.layers.ZeroPadding3D,
     keras.layers.UpSampling1D,
-    keras.layers.UpSampling2D,
     keras.layers.UpSampling3D,
 ):
     register_reverse_rule(_cls, RoutingLayer())
+register_reverse_rule(keras.layers.UpSampling2D, UpSamplingReverse())

@@ -1,6 +1,10 @@
 """LRP decomposition rules for kernel layers (Dense, convolutions, affine BatchNorm).
 
 Rules are plain objects; :func:`get_rule` turns iNNvestigate's rule names into them.
+Besides iNNvestigate's rules there are zennit's: :class:`GammaRule`, :class:`ZBoxRule`
+(per-channel bounds), :class:`PassRule`, :class:`NormRule` (the last two also apply to
+weightless layers such as Add and average pooling when a rule map names them), and
+zennit's bias-split :class:`ZennitAlphaBetaRule` / :class:`ZennitZPlusRule`.
 """
 
 from __future__ import annotations
@@ -9,7 +13,12 @@ from keras_isnet.rules.alpha_beta import AlphaBetaRule, ZPlusFastRule, ZPlusRule
 from keras_isnet.rules.base import KernelCall, Rule, safe_divide, stabilize
 from keras_isnet.rules.bounded import BoundedRule
 from keras_isnet.rules.epsilon import EpsilonRule, ZRule
+from keras_isnet.rules.gamma import GammaRule
+from keras_isnet.rules.norm import NormRule
+from keras_isnet.rules.pass_rule import PassRule
 from keras_isnet.rules.w_square import FlatRule, WSquareRule
+from keras_isnet.rules.zbox import ZBoxRule
+from keras_isnet.rules.zennit_alpha_beta import ZennitAlphaBetaRule, ZennitZPlusRule
 
 #: iNNvestigate's rule names (LRP_RULES) and how to build each.
 RULES = {
@@ -28,6 +37,13 @@ RULES = {
     "ZPlus": lambda: ZPlusRule(),
     "ZPlusFast": lambda: ZPlusFastRule(),
     "Bounded": lambda: BoundedRule(),
+    # zennit's rules (stabiliser 1e-6); ZBox needs bounds: pass ZBoxRule(low, high).
+    "Gamma": lambda: GammaRule(),
+    "Pass": lambda: PassRule(),
+    "Norm": lambda: NormRule(),
+    "ZennitZPlus": lambda: ZennitZPlusRule(),
+    "ZennitAlpha2Beta1": lambda: ZennitAlphaBetaRule(alpha=2, beta=1),
+    "ZennitAlpha1Beta0": lambda: ZennitAlphaBetaRule(alpha=1, beta=0),
 }
 
 
@@ -61,9 +77,15 @@ __all__ = [
     "BoundedRule",
     "EpsilonRule",
     "FlatRule",
+    "GammaRule",
     "KernelCall",
+    "NormRule",
+    "PassRule",
     "Rule",
     "WSquareRule",
+    "ZBoxRule",
+    "ZennitAlphaBetaRule",
+    "ZennitZPlusRule",
     "ZPlusFastRule",
     "ZPlusRule",
     "ZRule",

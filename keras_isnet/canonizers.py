@@ -1,0 +1,409 @@
+"""Canonizers: rewrite a model's computation into an equivalent one that LRP explains well.
+
+The one canonizer here folds BatchNormalization into its neighbouring Dense or convolution
+layer (zennit's ``MergeBatchNorm``), found from the walked graph. At inference BN is the
+element-wise affine map ``y = s x + t`` with ``s = gamma / sqrt(var + eps)`` and
+``t = beta - mean s`` along its axis, so
+
+* layer -> BN (the layer has no activation and its output feeds only the BN):
+  ``W' = W s`` (per output channel), ``b' = (b - mean) s + beta = b s + t``;
+* BN -> layer (the BN output feeds only the layer): ``W' = W diag(s)`` (per input channel)
+  and ``b' = layer(t) + b``, the layer's linear part applied to the constant image ``t``;
+  for valid padding and Dense this is a constant per channel, for other paddings it varies
+  near the borders, so it is kept as a position-dependent bias (exact for every padding).
+
+The fold is a per-step weight override used by the forward replay
+(:func:`keras_isnet.propagation.forward`): the kernel step computes with the folded
+``(kernel, bias)`` and the BN step becomes the identity, so every output of the model is
+unchanged and the model and its weights are never modified. The folded weights are computed
+with ``keras.ops`` from the layers' variables at every call, so they stay differentiable
+with respect to the weights.
+
+Where no exact fold exists (BN after an Add, a layer with an activation before the BN, a
+grouped convolution after it, a BN axis that is not the channel axis), the BN is left out of
+the plan with a reason; LRP then passes relevance through it unchanged.
+
+Example:
+    >>> folded = ki.fold_batch_norm(model)
+    >>> folded.folds            # [("bn1", "conv1", "after"), ...]
+    >>> np.abs(folded.predict(x) - model.predict(x)).max()   # ~1e-6
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from keras import ops, tree
+
+from keras_isnet.graph import Step, walk
+from keras_isnet.layers import KernelLayer, lookup
+from keras_isnet.layers.convolution import (
+    ConvolutionReverse,
+    ConvolutionTransposeReverse,
+    DepthwiseConvolutionReverse,
+    SeparableConvolutionReverse,
+)
+from keras_isnet.layers.dense import DenseReverse
+from keras_isnet.layers.normalization import BatchNormalizationReverse
+
+_FOLDABLE = (
+    DenseReverse,
+    ConvolutionReverse,
+    ConvolutionTransposeReverse,
+    DepthwiseConvolutionReverse,
+    SeparableConvolutionReverse,
+)
+
+
+# ------------------------------------------------------------------------------ plan
+@dataclass
+class KernelFold:
+    """The BatchNormalization steps folded into one kernel step.
+
+    Attributes:
+        step: the Dense/convolution step.
+        before: the BN step whose output is this layer's input (BN -> layer), or None.
+        after: the BN step that reads this layer's output (layer -> BN), or None.
+    """
+
+    step: Step
+    before: Step | None = None
+    after: Step | None = None
+
+    def weights(self, spec, x):
+        """``(call_spec, kernel, bias)`` of the folded layer for the input ``x``.
+
+        ``call_spec`` is ``spec``, or a wrapper adding a full-shaped bias when a BN before
+        the layer gave a position-dependent bias.
+        """
+        layer = self.step.layer
+        dtype = x.dtype
+
+        def cast(v):
+            return None if v is None else ops.cast(v, dtype)
+
+        kernel, bias = spec.weights(layer)
+        kernel, bias = tree.map_structure(cast, kernel), cast(bias)
+        call_spec = spec
+        bn_spec = BatchNormalizationReverse()
+        rank_in = len(x.shape)
+        if self.before is not None:
+            s, t = (cast(v) for v in bn_spec.weights(self.before.layer))
+            constant = ops.multiply(
+                ops.ones_like(x[:1]), _along(t, _channel_axis(spec, layer, rank_in), rank_in)
+            )
+            shift = spec.linear(layer, constant, kernel)  # (1, *out): layer applied to t
+            bias = shift if bias is None else spec.add_bias(layer, shift, bias)
+            kernel = _scale_inputs(spec, layer, kernel, s)
+            call_spec = FullBiasSpec(spec)
+        if self.after is not None:
+            s, t = (cast(v) for v in bn_spec.weights(self.after.layer))
+            kernel = _scale_outputs(spec, layer, kernel, s)
+            if self.before is not None:  # full-shaped bias: scale along the channel axis
+                rank_out = len(bias.shape)
+                axis = _channel_axis(spec, layer, rank_out)
+                bias = ops.add(
+                    ops.multiply(bias, _along(s, axis, rank_out)), _along(t, axis, rank_out)
+                )
+            else:
+                bias = t if bias is None else ops.add(ops.multiply(bias, s), t)
+        return call_spec, kernel, bias
+
+
+@dataclass
+class FoldPlan:
+    """Which BatchNormalization steps fold into which kernel steps.
+
+    Attributes:
+        folds: kernel step index -> :class:`KernelFold`.
+        identity_steps: indices of the BN steps that the forward replay skips (identity).
+        fallbacks: BN step index -> why it could not be folded.
+        steps: the walked graph the plan refers to.
+    """
+
+    folds: dict = field(default_factory=dict)
+    identity_steps: frozenset = frozenset()
+    fallbacks: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+
+    def kernel_override(self, step):
+        """The override ``override(spec, x) -> (call_spec, kernel, bias)`` of ``step``."""
+        fold = self.folds.get(step.index)
+        return None if fold is None else fold.weights
+
+    def folded_into(self, bn_index: int):
+        """``(kernel step, "before" | "after")`` for a folded BN step, else None."""
+        for fold in self.folds.values():
+            if fold.before is not None and fold.before.index == bn_index:
+                return fold.step, "before"
+            if fold.after is not None and fold.after.index == bn_index:
+                return fold.step, "after"
+        return None
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """``[(bn path, layer path, "before" | "after"), ...]`` in graph order."""
+        out = []
+        for fold in sorted(self.folds.values(), key=lambda f: f.step.index):
+            for bn, where in ((fold.before, "before"), (fold.after, "after")):
+                if bn is not None:
+                    out.append((bn.path, fold.step.path, where))
+        return sorted(out, key=lambda item: item[0])
+
+
+class FullBiasSpec(KernelLayer):
+    """A kernel-layer description whose bias is a full ``(1, *output_shape)`` tensor."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.category = spec.category
+
+    def weights(self, layer):
+        return self.spec.weights(layer)
+
+    def linear(self, layer, x, kernel):
+        return self.spec.linear(layer, x, kernel)
+
+    def add_bias(self, layer, z, bias):
+        return z if bias is None else ops.add(z, bias)
+
+    def activation(self, layer):
+        return self.spec.activation(layer)
+
+    def __repr__(self):
+        return f"FullBiasSpec({self.spec!r})"
+
+
+def plan_batch_norm_folds(steps: list[Step], protected_keys=()) -> FoldPlan:
+    """Find the exact BatchNormalization folds of a walked graph.
+
+    Args:
+        steps: the walked graph (:func:`keras_isnet.graph.walk`).
+        protected_keys: tensor keys whose values must stay what the model computes (the
+            model outputs and the explained tensor).
+
+    Returns:
+        A :class:`FoldPlan`. Each BN is folded into the layer before it when possible, else
+        into the layer after it, else listed in ``fallbacks`` with the reason.
+
+    Example:
+        >>> steps, inputs, outputs = walk(model)
+        >>> plan = plan_batch_norm_folds(steps, protected_keys=outputs)
+    """
+    producer = {k: step for step in steps for k in step.outputs}
+    consumers: dict[int, list[Step]] = {}
+    for step in steps:
+        for k in dict.fromkeys(step.inputs):
+            consumers.setdefault(k, []).append(step)
+    protected = set(protected_keys)
+    folds: dict[int, KernelFold] = {}
+    identity, fallbacks = set(), {}
+    for step in steps:
+        if not isinstance(lookup(step.layer), BatchNormalizationReverse):
+            continue
+        if len(set(step.inputs)) != 1 or len(step.outputs) != 1:
+            fallbacks[step.index] = "it is called with several inputs or outputs"
+            continue
+        why_after = _why_not_after(step, producer, consumers, protected, folds)
+        if why_after is None:
+            prev = producer[step.inputs[0]]
+            folds.setdefault(prev.index, KernelFold(prev)).after = step
+            identity.add(step.index)
+            continue
+        why_before = _why_not_before(step, consumers, protected, folds)
+        if why_before is None:
+            nxt = consumers[step.outputs[0]][0]
+            folds.setdefault(nxt.index, KernelFold(nxt)).before = step
+            identity.add(step.index)
+            continue
+        fallbacks[step.index] = f"{why_after}, and {why_before}"
+    return FoldPlan(folds, frozenset(identity), fallbacks, list(steps))
+
+
+def _describe(step) -> str:
+    return f"{step.path!r} ({type(step.layer).__name__})"
+
+
+def _kernel_problem(step, rank, bn, side) -> str | None:
+    """Why ``bn`` cannot fold into kernel step ``step`` on ``side``, or None."""
+    spec = lookup(step.layer)
+    layer = step.layer
+    if not isinstance(spec, _FOLDABLE):
+        return f"{_describe(step)} is not a Dense or convolution layer"
+    if len(set(step.inputs)) != 1:
+        return f"{_describe(step)} has several inputs"
+    if getattr(layer, "quantization_mode", None):
+        return f"{_describe(step)} is quantized"
+    if side == "before" and isinstance(spec, ConvolutionReverse) and layer.groups != 1:
+        return f"{_describe(step)} is a grouped convolution"
+    if side == "after" and spec.activation(layer) is not None:
+        act = getattr(spec.activation(layer), "__name__", "an activation")
+        return f"{_describe(step)} has activation {act!r} before the BN"
+    bn_axis = getattr(bn.layer, "axis", None)
+    if not isinstance(bn_axis, (int, np.integer)):
+        return f"the BN axis {bn_axis!r} is not a single axis"
+    channel = _channel_axis(spec, layer, rank)
+    if int(bn_axis) % rank != channel:
+        return (
+            f"the BN normalises axis {int(bn_axis) % rank} but {_describe(step)} has its "
+            f"channels on axis {channel}"
+        )
+    return None
+
+
+def _why_not_after(bn, producer, consumers, protected, folds) -> str | None:
+    key = bn.inputs[0]
+    prev = producer.get(key)
+    if prev is None:
+        return "its input is a model input"
+    rank = len(bn.node.input_tensors[0].shape)
+    problem = _kernel_problem(prev, rank, bn, "after")
+    if problem is not None:
+        return problem
+    if len(consumers.get(key, [])) != 1 or key in protected:
+        return f"the output of {_describe(prev)} is also used elsewhere"
+    if prev.index in folds and folds[prev.index].after is not None:
+        return f"{_describe(prev)} already has a BN folded after it"
+    return None
+
+
+def _why_not_before(bn, consumers, protected, folds) -> str | None:
+    key = bn.outputs[0]
+    users = consumers.get(key, [])
+    if key in protected:
+        return "its output is a model output"
+    if len(users) != 1:
+        return f"its output feeds {len(users)} layers"
+    nxt = users[0]
+    rank = len(bn.node.outputs[0].shape)
+    problem = _kernel_problem(nxt, rank, bn, "before")
+    if problem is not None:
+        return problem
+    if nxt.index in folds and folds[nxt.index].before is not None:
+        return f"{_describe(nxt)} already has a BN folded before it"
+    return None
+
+
+# ------------------------------------------------------------------------- arithmetic
+def _channel_axis(spec, layer, rank: int) -> int:
+    """The channel axis (non-negative) of a rank-``rank`` input or output of ``layer``."""
+    if isinstance(spec, DenseReverse):
+        return rank - 1
+    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else rank - 1
+
+
+def _along(v, axis: int, rank: int):
+    shape = [1] * rank
+    shape[axis] = -1
+    return ops.reshape(v, shape)
+
+
+def _scale_inputs(spec, layer, kernel, s):
+    """The kernel of ``x -> layer(s * x)`` (``s`` per input channel)."""
+    if isinstance(spec, ConvolutionTransposeReverse):  # kernel (..., out, in)
+        return ops.multiply(kernel, s)
+    if isinstance(spec, SeparableConvolutionReverse):
+        depthwise, pointwise = kernel
+        return (ops.multiply(depthwise, ops.expand_dims(s, -1)), pointwise)
+    return ops.multiply(kernel, ops.expand_dims(s, -1))  # (..., in, out) and (..., in, mult)
+
+
+def _scale_outputs(spec, layer, kernel, s):
+    """The kernel of ``x -> s * layer(x)`` (``s`` per output channel)."""
+    if isinstance(spec, ConvolutionTransposeReverse):  # kernel (..., out, in)
+        return ops.multiply(kernel, ops.expand_dims(s, -1))
+    if isinstance(spec, SeparableConvolutionReverse):
+        depthwise, pointwise = kernel
+        return (depthwise, ops.multiply(pointwise, s))
+    if isinstance(spec, DepthwiseConvolutionReverse):  # output channel c * mult + m
+        return ops.multiply(kernel, ops.reshape(s, tuple(kernel.shape[-2:])))
+    return ops.multiply(kernel, s)
+
+
+# ------------------------------------------------------------------------- public API
+class FoldedModel:
+    """A model with its BatchNormalization layers folded, for inspection and checks.
+
+    Built by :func:`fold_batch_norm`; the model itself is never modified.
+
+    Attributes:
+        model: the original model.
+        plan: the :class:`FoldPlan`.
+        folds: ``[(bn path, layer path, "before" | "after"), ...]``.
+        fallbacks: ``{bn path: reason}`` for the BN layers that could not be folded (they
+            are computed as they are).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._steps, self._input_keys, self._output_keys = walk(model)
+        self.plan = plan_batch_norm_folds(self._steps, protected_keys=self._output_keys)
+        by_index = {step.index: step for step in self._steps}
+        self.folds = self.plan.describe()
+        self.fallbacks = {by_index[i].path: why for i, why in self.plan.fallbacks.items()}
+
+    def __call__(self, x):
+        """The model's outputs computed with the folded weights, as tensors.
+
+        Args:
+            x: a tensor or array ``(batch, *input_shape)``, or a list for multi-input models.
+
+        Returns:
+            One tensor (single-output models) or a list of tensors.
+        """
+        from keras_isnet.propagation import forward
+
+        xs = x if isinstance(x, (list, tuple)) else [x]
+        xs = [
+            ops.convert_to_tensor(v, dtype=t.dtype)
+            for v, t in zip(xs, self.model.inputs, strict=True)
+        ]
+        values, _ = forward(self._steps, self._input_keys, xs, canonization=self.plan)
+        out = [values[k] for k in self._output_keys]
+        return out if len(out) > 1 else out[0]
+
+    def predict(self, x):
+        """Like ``model.predict(x)``, with the folded weights: NumPy in, NumPy out.
+
+        Example:
+            >>> np.abs(fold_batch_norm(model).predict(x) - model.predict(x)).max()
+        """
+        out = self(x)
+        if isinstance(out, list):
+            return [np.asarray(ops.convert_to_numpy(o)) for o in out]
+        return np.asarray(ops.convert_to_numpy(out))
+
+    def __repr__(self):
+        return f"FoldedModel({self.model.name!r}, folds={self.folds}, fallbacks={self.fallbacks})"
+
+
+def fold_batch_norm(model) -> FoldedModel:
+    """Fold every foldable BatchNormalization of ``model`` into its Dense/conv neighbour.
+
+    This is what LRP analyzers do with ``bn_rule="fold"`` (their default); use it to inspect
+    the folds or to check that they leave the predictions unchanged.
+
+    Args:
+        model: a built functional or Sequential Keras model (nested models are walked into).
+
+    Returns:
+        A :class:`FoldedModel`: ``.folds``, ``.fallbacks`` and ``.predict(x)``.
+
+    Example:
+        >>> folded = fold_batch_norm(model)
+        >>> folded.folds
+        [('bn1', 'conv1', 'after'), ('bn2', 'dense', 'before')]
+        >>> np.abs(folded.predict(x) - model.predict(x)).max() < 1e-5
+        True
+    """
+    return FoldedModel(model)
+
+
+__all__ = [
+    "FoldPlan",
+    "FoldedModel",
+    "FullBiasSpec",
+    "KernelFold",
+    "fold_batch_norm",
+    "plan_batch_norm_folds",
+]
