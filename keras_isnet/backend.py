@@ -119,15 +119,13 @@ def assert_binary(x, *gated, what: str = "masks"):
     import tensorflow as tf
 
     x = tf.convert_to_tensor(x)
-    ok = tf.reduce_all(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
+    bad = tf.logical_not(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
     check = tf.debugging.Assert(
-        ok,
+        tf.logical_not(tf.reduce_any(bad)),
         [
             f"{BINARY_MARKER} {what} must hold only 0 (background) and 1 (foreground); "
             "found another value, e.g.",
-            tf.boolean_mask(x, tf.logical_not(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1))))[
-                :1
-            ],
+            tf.boolean_mask(x, bad)[:1],
         ],
     )
     with tf.control_dependencies([check]):
