@@ -301,10 +301,10 @@ def test_training_step_applies_the_gradient(variant):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: in about 1 of 20 traces of ISNet.train_step (float64), the heatmap loss and "
-    "its gradient are computed with the explained layer's bias already updated by the "
-    "optimizer (that bias's gradient comes from the cross-entropy only, so its update can run "
-    "early); gone with grappler disabled",
+    reason="BUG (open): in about 1 of 20 traces of ISNet.train_step (float64), the heatmap "
+    "loss and its gradient are computed with the explained layer's bias already updated by "
+    "the optimizer (that bias's gradient comes from the cross-entropy only, so its update can "
+    "run early); gone with grappler disabled; reading each weight once per step did not fix it",
 )
 def test_train_step_reads_the_weights_before_updating_them():
     """Trace ``train_step`` afresh up to 150 times; every trace must apply the gradient taken
