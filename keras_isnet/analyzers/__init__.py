@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keras_isnet.analyzers.base import Analyzer, UnsupportedLayerError
 from keras_isnet.analyzers.deep_taylor import BoundedDeepTaylor, DeepTaylor
+from keras_isnet.analyzers.grad_cam import GradCAM, GradCAMPlusPlus
 from keras_isnet.analyzers.gradient import (
     BaselineGradient,
     Deconvnet,
@@ -11,6 +12,7 @@ from keras_isnet.analyzers.gradient import (
     GuidedBackprop,
     InputTimesGradient,
 )
+from keras_isnet.analyzers.igos import IGOS, IGOSPlusPlus
 from keras_isnet.analyzers.lrp import (
     LRP,
     LRPZ,
@@ -78,6 +80,10 @@ ANALYZERS: dict[str, type[Analyzer]] = {
         EpsilonAlpha2Beta1,
         EpsilonAlpha2Beta1Flat,
         EpsilonGammaBox,
+        GradCAM,
+        GradCAMPlusPlus,
+        IGOSPlusPlus,
+        IGOS,
     )
 }
 
