@@ -71,14 +71,17 @@ class KernelFold:
     before: Step | None = None
     after: Step | None = None
 
-    def weights(self, spec, x):
+    def weights(self, spec, x, statistics=None):
         """``(call_spec, kernel, bias)`` of the folded layer for the input ``x``.
 
         ``call_spec`` is ``spec``, or a wrapper adding a full-shaped bias when a BN before
-        the layer gave a position-dependent bias.
+        the layer gave a position-dependent bias. ``statistics`` optionally maps
+        ``"before"``/``"after"`` to the ``(scale, shift)`` of that BN (default: its moving
+        statistics, as at inference).
         """
         layer = self.step.layer
         dtype = x.dtype
+        statistics = statistics or {}
 
         def cast(v):
             return None if v is None else ops.cast(v, dtype)
@@ -89,7 +92,7 @@ class KernelFold:
         bn_spec = BatchNormalizationReverse()
         rank_in = len(x.shape)
         if self.before is not None:
-            s, t = (cast(v) for v in bn_spec.weights(self.before.layer))
+            s, t = (cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer)))
             constant = ops.multiply(
                 ops.ones_like(x[:1]), _along(t, _channel_axis(spec, layer, rank_in), rank_in)
             )
@@ -98,7 +101,7 @@ class KernelFold:
             kernel = _scale_inputs(spec, layer, kernel, s)
             call_spec = FullBiasSpec(spec)
         if self.after is not None:
-            s, t = (cast(v) for v in bn_spec.weights(self.after.layer))
+            s, t = (cast(v) for v in statistics.get("after", bn_spec.weights(self.after.layer)))
             kernel = _scale_outputs(spec, layer, kernel, s)
             if self.before is not None:  # full-shaped bias: scale along the channel axis
                 rank_out = len(bias.shape)
@@ -109,6 +112,92 @@ class KernelFold:
             else:
                 bias = t if bias is None else ops.add(ops.multiply(bias, s), t)
         return call_spec, kernel, bias
+
+    def training_weights(self, spec, x):
+        """The fold with the batch statistics of training mode (the ISNet's training step).
+
+        Each BN that Keras would run with batch statistics (``trainable`` layers) is folded
+        with the mean and variance of its input in this batch (over all axes but the BN
+        axis), under ``stop_gradient``; gamma keeps its gradient. Its moving statistics are
+        updated as Keras' ``BatchNormalization`` does in training
+        (``moving = moving * momentum + batch * (1 - momentum)``).
+
+        Returns:
+            ``(call_spec, kernel, bias, z_model)``: the folded layer as :meth:`weights`, and
+            the pre-activation computed as the model computes it (BN with the batch
+            statistics *with* their gradient). Its value equals the folded layer's output;
+            the forward replay uses it for the gradient of the layer output, so that the
+            classification loss trains the BN network as plain Keras training does.
+        """
+        layer = self.step.layer
+        dtype = x.dtype
+
+        def cast(v):
+            return None if v is None else ops.cast(v, dtype)
+
+        kernel, bias = spec.weights(layer)
+        kernel, bias = tree.map_structure(cast, kernel), cast(bias)
+        statistics = {}
+        h = x
+        if self.before is not None:
+            h, statistics["before"] = _batch_norm_train(self.before.layer, h)
+        h = spec.add_bias(layer, spec.linear(layer, h, kernel), bias)
+        if self.after is not None:
+            h, statistics["after"] = _batch_norm_train(self.after.layer, h)
+        statistics = {k: v for k, v in statistics.items() if v is not None}
+        call_spec, kernel, bias = self.weights(spec, x, statistics)
+        return call_spec, kernel, bias, h
+
+
+def _uses_batch_statistics(bn) -> bool:
+    """Whether Keras runs ``bn`` with batch statistics in training mode."""
+    return bool(bn.trainable)
+
+
+def _scale_shift(bn, mean, variance, dtype):
+    """``(s, t)`` of ``y = s x + t`` for ``bn`` with the statistics ``mean``, ``variance``."""
+    scale = ops.rsqrt(ops.add(variance, bn.epsilon))
+    if bn.scale:
+        scale = ops.multiply(scale, ops.cast(bn.gamma, dtype))
+    shift = ops.negative(ops.multiply(mean, scale))
+    if bn.center:
+        shift = ops.add(shift, ops.cast(bn.beta, dtype))
+    return scale, shift
+
+
+def _batch_norm_train(bn, h):
+    """``bn(h, training=True)`` computed here, and the ``(s, t)`` of its fold.
+
+    Returns ``(output, (s, t))`` with the batch statistics under ``stop_gradient`` in
+    ``(s, t)`` and the moving statistics updated; ``(output, None)`` for a BN that uses its
+    moving statistics in training mode (``trainable=False``).
+    """
+    dtype = h.dtype
+    gamma = ops.cast(bn.gamma, dtype) if bn.scale else None
+    beta = ops.cast(bn.beta, dtype) if bn.center else None
+    if not _uses_batch_statistics(bn):
+        mean = ops.cast(bn.moving_mean, dtype)
+        variance = ops.cast(bn.moving_variance, dtype)
+        statistics = None
+    else:
+        mean, variance = bn._moments(h, None)
+        bn.moving_mean.assign(
+            ops.add(
+                ops.multiply(bn.moving_mean, bn.momentum),
+                ops.multiply(ops.cast(mean, bn.moving_mean.dtype), 1.0 - bn.momentum),
+            )
+        )
+        bn.moving_variance.assign(
+            ops.add(
+                ops.multiply(bn.moving_variance, bn.momentum),
+                ops.multiply(ops.cast(variance, bn.moving_variance.dtype), 1.0 - bn.momentum),
+            )
+        )
+        statistics = _scale_shift(bn, ops.stop_gradient(mean), ops.stop_gradient(variance), dtype)
+    out = ops.batch_normalization(
+        h, mean, variance, axis=bn.axis, offset=beta, scale=gamma, epsilon=bn.epsilon
+    )
+    return out, statistics
 
 
 @dataclass
@@ -132,6 +221,11 @@ class FoldPlan:
         fold = self.folds.get(step.index)
         return None if fold is None else fold.weights
 
+    def training(self) -> TrainingFoldPlan:
+        """This plan with the batch statistics of training mode (see
+        :meth:`KernelFold.training_weights`); the ISNet's training step uses it."""
+        return TrainingFoldPlan(self)
+
     def folded_into(self, bn_index: int):
         """``(kernel step, "before" | "after")`` for a folded BN step, else None."""
         for fold in self.folds.values():
@@ -149,6 +243,23 @@ class FoldPlan:
                 if bn is not None:
                     out.append((bn.path, fold.step.path, where))
         return sorted(out, key=lambda item: item[0])
+
+
+class TrainingFoldPlan:
+    """A :class:`FoldPlan` whose folds use the batch statistics (training mode).
+
+    Its kernel overrides return ``(call_spec, kernel, bias, z_model)`` and update the BN
+    layers' moving statistics, once per forward replay.
+    """
+
+    def __init__(self, plan: FoldPlan):
+        self.plan = plan
+        self.identity_steps = plan.identity_steps
+        self.folds = plan.folds
+
+    def kernel_override(self, step):
+        fold = self.plan.folds.get(step.index)
+        return None if fold is None else fold.training_weights
 
 
 class FullBiasSpec(KernelLayer):
@@ -404,6 +515,7 @@ __all__ = [
     "FoldedModel",
     "FullBiasSpec",
     "KernelFold",
+    "TrainingFoldPlan",
     "fold_batch_norm",
     "plan_batch_norm_folds",
 ]

@@ -84,7 +84,9 @@ def forward(
             indices whose output is their input, such as folded BatchNormalization) and
             ``kernel_override(step)`` returning None or ``override(spec, x) -> (call_spec,
             kernel, bias)`` for kernel steps that compute with other weights. The model's
-            weights are never changed.
+            weights are never changed. An override may return a fourth element, the
+            pre-activation as the model computes it: the step's output then has the folded
+            value and that tensor's gradient (training-mode BatchNorm folds).
         compute_dtype: if given (``"float64"``), every step computes in this dtype: kernel
             layers with their weights cast to it, weightless layers through their ``call``
             (skipping Keras' cast to the layer's float32 compute dtype), other layers on
@@ -130,11 +132,15 @@ def _forward_kernel(
 ):
     layer = step.layer
     x = tensors[0]
+    z_model = None
     if override is None:
         call_spec = spec
         kernel, bias = spec.weights(layer)
     else:
-        call_spec, kernel, bias = override(spec, x)
+        result = override(spec, x)
+        call_spec, kernel, bias = result[:3]
+        if len(result) > 3:  # training-mode fold: the model's own pre-activation
+            z_model = result[3]
     if compute_dtype is not None:
         kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)
         bias = None if bias is None else ops.cast(bias, compute_dtype)
@@ -147,6 +153,11 @@ def _forward_kernel(
         call_spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
     )
     z = call.z
+    if z_model is not None:
+        # The value of the folded layer, the gradient of the model's own computation (BN
+        # with batch statistics that carry their gradient): the rules see the folded
+        # weights, the forward outputs differentiate as in plain Keras training.
+        z = ops.add(ops.stop_gradient(z), ops.subtract(z_model, ops.stop_gradient(z_model)))
     activation = None if step.index in linear_steps else spec.activation(layer)
     if activation is None:
         y, pull_activation = z, None

@@ -8,6 +8,15 @@ input) on Dense/Conv layers, the epsilon-stabilised z-rule at average pooling an
 winner-takes-all max pooling, and the z^B rule with the input bounds at the first layer.
 Heatmaps are differentiable with respect to the weights.
 
+BatchNormalization is folded into its neighbouring Dense/convolution layer (method page,
+section 3): at inference (``training=False``) with the moving statistics, as the LRP
+analyzers do (``bn_rule="fold"``); in training mode with the batch statistics of the BN
+input, under ``stop_gradient`` inside the heatmap (gamma keeps its gradient; the folded bias,
+beta included, is a constant of the epsilon rule), while the logits and layer outputs keep
+the gradient of plain Keras training, and the moving statistics are updated with the layer's
+momentum, once per forward replay. A BN that cannot be folded runs as the Keras layer and
+relevance passes through it unchanged (with a warning).
+
 Example:
     >>> engine = ISNetHeatmaps(model, epsilon=1e-2, input_bounds=(0.0, 1.0))
     >>> logits, heatmaps = engine.logits_and_heatmaps(x, labels, variant="selective")
@@ -53,12 +62,10 @@ class ISNetHeatmaps(LRP):
                 f"{list(SELECTIVE_CLASSES)}."
             )
         for layer in _all_layers(model):
-            if isinstance(layer, keras.layers.BatchNormalization):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.renorm:
                 raise NotImplementedError(
-                    f"ISNet training does not support BatchNormalization yet (layer "
-                    f"{layer.name!r}): its batch statistics in training mode are not folded "
-                    "into the heatmap rules. Remove the layer or replace it, e.g. with "
-                    "GroupNormalization-free plain convolutions, for now."
+                    f"ISNet training does not support BatchNormalization with renorm=True "
+                    f"(layer {layer.name!r}). Use renorm=False."
                 )
         self.epsilon = float(epsilon)
         self.input_bounds = input_bounds
@@ -73,6 +80,7 @@ class ISNetHeatmaps(LRP):
             weightless_epsilon=self.epsilon,
             neuron_selection_mode="index",
         )
+        self._training_plan = None if self._canonization is None else self._canonization.training()
         self._zplus_handlers = None
         head_step = self._producer.get(self._head_key)
         self._head_step = head_step
@@ -109,13 +117,24 @@ class ISNetHeatmaps(LRP):
             labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; needed for
                 ``selective_class="label"``.
             variant: one of :data:`VARIANTS`.
-            training: run the classifier in training mode (dropout).
+            training: run the classifier in training mode (dropout; BatchNormalization with
+                batch statistics, which also updates its moving statistics).
             seed: a ``keras.random.SeedGenerator`` for the stochastic variant.
 
         Returns:
             ``(logits, heatmaps)``: ``(batch, K)`` and ``(batch, maps, H, W, C)`` with
             ``maps`` = 1 (selective, stochastic, gradient_x_input), K (original) or 2 (dual:
             epsilon map, then z-plus map).
+
+        Segmentation: a model with dense logits ``(batch, H', W', K)`` takes integer labels
+        ``(batch, H', W')`` (or ``(batch, H', W', 1)``), and each heatmap explains the logits
+        of one class summed over the pixels labelled with that class (see
+        :meth:`segmentation_weights`): ``"original"``, one map per class c; ``"stochastic"``,
+        per sample a class drawn uniformly among the classes present in its label map;
+        ``"selective"``, per sample the most frequent class of its label map (the lowest
+        index on ties; the classification's ``eta_c`` quantity is not used); ``"dual"``,
+        the epsilon and z-plus maps of the selective choice; ``"gradient_x_input"``, the
+        gradient times input of the selective choice.
         """
         if variant not in VARIANTS:
             raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
@@ -128,9 +147,12 @@ class ISNetHeatmaps(LRP):
             training=training,
             nonnegative=self._nonnegative,
             linear_steps=self._linear_steps,
+            canonization=self._plan(training),
         )
         logits = values[self._head_key]
         input_key = self._input_keys[0]
+        if len(logits.shape) > 2:
+            return logits, self._segmentation_heatmaps(records, logits, labels, variant, seed, x)
         if variant == "original":
             k = logits.shape[-1]
             maps = []
@@ -151,6 +173,56 @@ class ISNetHeatmaps(LRP):
         if variant == "dual":
             maps.append(self._walk(records, seeds, self._zplus(), input_key, x))
         return logits, ops.stack(maps, axis=1)
+
+    # ---------------------------------------------------------------- segmentation
+    def segmentation_classes(self, labels, k, variant, seed=None):
+        """Per sample, the class a segmentation heatmap explains (``(batch,)`` int32).
+
+        ``"stochastic"``: uniform among the classes present in the sample's label map;
+        otherwise (``"selective"``, ``"dual"``, ``"gradient_x_input"``) the most frequent
+        class, the lowest index on ties.
+        """
+        pixel_axes = tuple(range(1, len(labels.shape)))
+        counts = ops.sum(ops.one_hot(labels, k, dtype="float32"), axis=pixel_axes)  # (batch, K)
+        if variant == "stochastic":
+            noise = keras.random.uniform(ops.shape(counts), seed=seed)
+            scores = ops.where(counts > 0, noise, -1.0)
+            return ops.cast(ops.argmax(scores, axis=-1), "int32")
+        return ops.cast(ops.argmax(counts, axis=-1), "int32")
+
+    @staticmethod
+    def segmentation_weights(labels, k, classes, dtype="float32"):
+        """The seed weights explaining, per sample, class ``classes[b]`` over its pixels.
+
+        ``w[b, i, j, c'] = (labels[b, i, j] == c') * (c' == classes[b])``, shaped like the
+        logits ``(batch, H, W, K)``; the heatmap explains ``sum(logits * w)``, the class's
+        logits summed over the pixels of that class (the same as
+        ``create_analyzer(..., neuron_selection_mode="index")`` with these weights).
+        """
+        pixels = ops.one_hot(labels, k, dtype=dtype)
+        chosen = ops.one_hot(classes, k, dtype=dtype)
+        chosen = ops.reshape(chosen, (-1,) + (1,) * (len(labels.shape) - 1) + (k,))
+        return ops.multiply(pixels, chosen)
+
+    def _segmentation_heatmaps(self, records, logits, labels, variant, seed, x):
+        labels = segmentation_labels(labels, logits)
+        k = logits.shape[-1]
+        input_key = self._input_keys[0]
+        batch = ops.shape(logits)[:1]
+
+        def walk(classes, handlers=None):
+            w = self.segmentation_weights(labels, k, classes, logits.dtype)
+            seeds = {self._head_key: ops.multiply(logits, w)}
+            return self._walk(records, seeds, handlers or self._handlers, input_key, x)
+
+        if variant == "original":
+            maps = [walk(ops.full(batch, c, "int32")) for c in range(k)]
+            return ops.stack(maps, axis=1)
+        classes = self.segmentation_classes(labels, k, variant, seed)
+        maps = [walk(classes)]
+        if variant == "dual":
+            maps.append(walk(classes, self._zplus()))
+        return ops.stack(maps, axis=1)
 
     def _walk(self, records, seeds, handlers, input_key, x):
         relevance = backward(records, seeds, handlers)
@@ -201,7 +273,11 @@ class ISNetHeatmaps(LRP):
             rule = ZPlusRule()
             handlers = dict(self._handlers)
             for step in self._steps:
-                if step.index in handlers and isinstance(lookup(step.layer), KernelLayer):
+                if (
+                    step.index in handlers
+                    and isinstance(lookup(step.layer), KernelLayer)
+                    and not self._bn_passes(step)  # BN folded into its neighbour, or passed
+                ):
                     handlers[step.index] = lambda record, Rs, r=rule: [r(record.kernel, Rs[0])]
             self._zplus_handlers = handlers
         return self._zplus_handlers
@@ -247,6 +323,12 @@ class ISNetHeatmaps(LRP):
         from keras_isnet.backend import vjp
 
         logits, pullback = vjp(lambda v: self._logits(v, training), [x])
+        if len(logits.shape) > 2:  # segmentation: the selective choice's class pixels
+            sparse = segmentation_labels(labels, logits)
+            k = logits.shape[-1]
+            classes = self.segmentation_classes(sparse, k, "selective")
+            w = self.segmentation_weights(sparse, k, classes, logits.dtype)
+            return logits, ops.expand_dims(ops.multiply(x, pullback(w)[0]), 1)
         classes = self.choose_classes(logits, labels, "selective")
         onehot = ops.cast(ops.one_hot(classes, logits.shape[-1]), logits.dtype)
         return logits, ops.expand_dims(ops.multiply(x, pullback(onehot)[0]), 1)
@@ -258,12 +340,52 @@ class ISNetHeatmaps(LRP):
             [x],
             training=training,
             linear_steps=self._linear_steps,
+            canonization=self._plan(training),
         )
         return values[self._head_key]
+
+    def _plan(self, training):
+        """The BatchNormalization folds: moving statistics at inference (as the LRP
+        analyzers), batch statistics in training mode (see
+        :meth:`keras_isnet.canonizers.KernelFold.training_weights`)."""
+        return self._training_plan if training else self._canonization
 
     def logits(self, x, training=False):
         """The classifier's logits (the final softmax stripped), ``(batch, K)``."""
         return self._logits(x, training)
+
+
+def segmentation_labels(labels, logits):
+    """Integer per-pixel labels ``(batch, H, W)`` for dense logits ``(batch, H, W, K)``.
+
+    Accepts ``(batch, H, W)`` or ``(batch, H, W, 1)`` labels (integers, or floats holding
+    integers).
+
+    Raises:
+        ValueError: missing labels, or labels whose shape does not match the logits' spatial
+            shape (both shapes are named).
+    """
+    spatial = tuple(logits.shape[1:-1])
+    expected = f"(batch, {', '.join(str(s) for s in spatial)})"
+    if labels is None:
+        raise ValueError(
+            f"A segmentation ISNet (logits of shape (batch, *{spatial}, K)) needs per-pixel "
+            f"integer labels of shape {expected}."
+        )
+    labels = ops.convert_to_tensor(labels)
+    shape = tuple(labels.shape)
+    if len(shape) == len(spatial) + 2 and shape[-1] == 1:
+        labels = ops.squeeze(labels, axis=-1)
+        shape = shape[:-1]
+    if len(shape) != len(spatial) + 1 or any(
+        a is not None and b is not None and a != b for a, b in zip(shape[1:], spatial, strict=True)
+    ):
+        raise ValueError(
+            f"Segmentation labels must have shape {expected} (one integer class per output "
+            f"pixel, matching the logits' shape (batch, *{spatial}, {logits.shape[-1]})); got "
+            f"labels of shape {shape}."
+        )
+    return ops.cast(labels, "int32")
 
 
 def _sparse_labels(labels):

@@ -19,7 +19,12 @@ import keras
 from keras import ops
 
 from keras_isnet import backend
-from keras_isnet.isnet.heatmaps import VARIANTS, ISNetHeatmaps, _sparse_labels
+from keras_isnet.isnet.heatmaps import (
+    VARIANTS,
+    ISNetHeatmaps,
+    _sparse_labels,
+    segmentation_labels,
+)
 from keras_isnet.losses import isnet_heatmap_loss
 
 #: the reference defaults of the heatmap loss (method page, section 2).
@@ -93,6 +98,24 @@ class ISNet(keras.Model):
     ``keras.utils.PyDataset`` or a generator; for NumPy arrays use
     :func:`keras_isnet.isnet_dataset` or ``fit(images, labels, sample_weight=masks)`` (the
     third slot of a Keras batch carries the masks). Labels are integers or one-hot.
+
+    BatchNormalization: each BN is folded into its neighbouring Dense/convolution layer for
+    the heatmaps (method page, section 3). ``fit`` folds with the batch statistics (no
+    gradient through them inside the heatmap; gamma keeps its gradient), computes the
+    logits as ``classifier(x, training=True)`` with their usual gradient and updates the
+    moving statistics with the layer's momentum; ``evaluate`` folds with the moving
+    statistics, as the LRP analyzers do. ``renorm=True`` is not supported.
+
+    Segmentation: a dense-output model (logits ``(batch, H, W, K)``, e.g. a U-Net) trains
+    with integer labels ``(batch, H, W)``; the classification loss is the mean per-pixel
+    sparse categorical cross-entropy and compiled metrics (``"accuracy"``) are per pixel.
+    Each heatmap explains one class's logits summed over the pixels labelled with that
+    class; the mask is the region of the image the network may look at. ``"original"``
+    gives one map per class (a class absent from a sample gives a zero map, whose
+    foreground term is a constant), ``"stochastic"`` one map of a class drawn among those
+    present in the sample's labels, ``"selective"`` one map of the sample's most frequent
+    class (see :meth:`ISNetHeatmaps.segmentation_classes`; ``selective_class`` does not
+    apply).
 
     Metrics: ``loss``, ``classification_loss``, ``heatmap_loss``, ``background_share``
     (|R| outside the mask / total |R|) and the compiled metrics on the logits.
@@ -224,7 +247,7 @@ class ISNet(keras.Model):
 
     def _classification_loss(self, labels, logits):
         logits = ops.cast(logits, "float32")
-        sparse = _sparse_labels(labels)
+        sparse = _labels_for(labels, logits)  # segmentation: the mean over pixels too
         return ops.mean(
             keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True)
         )
@@ -317,7 +340,7 @@ class ISNet(keras.Model):
     def _compiled_metrics(self, labels, logits):
         if labels is not None and self._compile_metrics is not None:
             probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
-            self._compile_metrics.update_state(_sparse_labels(labels), probabilities)
+            self._compile_metrics.update_state(_labels_for(labels, logits), probabilities)
         return self.get_metrics_result()
 
     # ---------------------------------------------------------------- serialization
@@ -343,6 +366,14 @@ class ISNet(keras.Model):
         if isinstance(config.get("P"), dict):
             config["P"] = {int(k): v for k, v in config["P"].items()}
         return cls(model, **config)
+
+
+def _labels_for(labels, logits):
+    """Sparse labels: ``(batch,)`` for classification logits ``(batch, K)``, per pixel
+    ``(batch, H, W)`` for segmentation logits ``(batch, H, W, K)``."""
+    if len(logits.shape) > 2:
+        return segmentation_labels(labels, logits)
+    return _sparse_labels(labels)
 
 
 def _check_loss_options(kwargs):
