@@ -93,12 +93,22 @@ def gwrp(x, d: float, axis: int = -1):
             "statically, to build the weights."
         )
     raw = _raw_weights(n, d)
-    weights = ops.convert_to_tensor(raw, dtype=x.dtype)
     total = float(raw.sum())
     if axis != rank - 1:
         x = ops.moveaxis(x, axis, -1)
-    # Descending sort; keras.ops.sort sorts ascending and is differentiable (top_k in TF).
-    x_sorted = -ops.sort(-x, axis=-1)
+    # Only the ranks whose weight is not negligible are needed: with d < 1 the weights fall
+    # below 1e-12 of the largest after k ranks, and a partial top-k is much cheaper than a full
+    # sort (d = 0.9: the top 263 of 1 024 positions). The result differs from the full sum by
+    # less than 1e-12 * max|x| * n / total: far below float32 resolution.
+    k = n if not 0.0 < float(d) < 1.0 else min(n, math.ceil(math.log(1e-12) / math.log(d)) + 1)
+    if d == 0:
+        k = 1
+    weights = ops.convert_to_tensor(raw[:k], dtype=x.dtype)
+    if k < n:
+        x_sorted = ops.top_k(x, k, sorted=True)[0]
+    else:
+        # Descending sort; keras.ops.sort sorts ascending and is differentiable.
+        x_sorted = -ops.sort(-x, axis=-1)
     return ops.sum(x_sorted * weights, axis=-1) / total
 
 

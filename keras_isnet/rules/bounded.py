@@ -16,9 +16,19 @@ Example:
 
 from __future__ import annotations
 
+import numpy as np
 from keras import ops
 
 from keras_isnet.rules.base import KernelCall, Rule, negative, positive, safe_divide, stabilize
+
+
+def _is_zero(bound) -> bool:
+    """True for a bound known to be 0 everywhere (a number or an array, not a tensor)."""
+    if isinstance(bound, (int, float)):
+        return bound == 0
+    if isinstance(bound, np.ndarray):
+        return not bound.any()
+    return False
 
 
 class BoundedRule(Rule):
@@ -33,13 +43,19 @@ class BoundedRule(Rule):
 
     def __call__(self, call: KernelCall, R):
         x = call.x
-        low = ops.add(ops.zeros_like(x), ops.cast(self.low, x.dtype))
-        high = ops.add(ops.zeros_like(x), ops.cast(self.high, x.dtype))
-        z_low, pull_pos = call.linear_vjp(low, call.map_kernel(positive))
-        z_high, pull_neg = call.linear_vjp(high, call.map_kernel(negative))
-        z = ops.subtract(call.z_nobias, ops.add(z_low, z_high))
+        z = call.z_nobias
+        bounds = []
+        for bound, part in ((self.low, positive), (self.high, negative)):
+            if _is_zero(bound):
+                continue  # a zero bound contributes nothing to z or R
+            full = ops.add(ops.zeros_like(x), ops.cast(bound, x.dtype))
+            # The bound's pre-activation does not depend on the sample: one sample suffices.
+            # (The full-batch forward below only provides the pullback; its output is unused.)
+            _, pullback = call.linear_vjp(full, call.map_kernel(part))
+            z = ops.subtract(z, call.linear(full[:1], call.map_kernel(part)))
+            bounds.append((full, pullback))
         s = safe_divide(R, z) if self.epsilon is None else ops.divide(R, stabilize(z, self.epsilon))
-        return ops.subtract(
-            ops.multiply(x, call.pullback(s)),
-            ops.add(ops.multiply(low, pull_pos(s)), ops.multiply(high, pull_neg(s))),
-        )
+        relevance = ops.multiply(x, call.pullback(s))
+        for full, pullback in bounds:
+            relevance = ops.subtract(relevance, ops.multiply(full, pullback(s)))
+        return relevance
