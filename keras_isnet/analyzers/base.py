@@ -193,22 +193,30 @@ class Analyzer:
         """Turn input-tensor relevances into the analysis (identity by default)."""
         return relevances
 
+    def _replay(self, inputs, *, training=False, canonization=None):
+        """The forward replay with this analyzer's settings: ``(values, records)``.
+
+        ``canonization`` overrides the analyzer's BatchNorm fold plan (the ISNet folds with
+        batch statistics in training).
+        """
+        return forward(
+            self._steps,
+            self._input_keys,
+            list(inputs),
+            training=training,
+            nonnegative=self._nonnegative,
+            linear_steps=self._linear_steps,
+            canonization=self._canonization if canonization is None else canonization,
+            compute_dtype=self._compute_dtype,
+        )
+
     def _propagate(self, inputs, weights_fn, *, training=False, keep=None):
         """One forward replay and backward walk. ``weights_fn(head) -> weights``.
 
         With a ``keep`` dict, the relevance at every layer's inputs is recorded in it (see
         :func:`propagation.backward`) and the seed under :data:`SEED_KEY`.
         """
-        values, records = forward(
-            self._steps,
-            self._input_keys,
-            inputs,
-            training=training,
-            nonnegative=self._nonnegative,
-            linear_steps=self._linear_steps,
-            canonization=self._canonization,
-            compute_dtype=self._compute_dtype,
-        )
+        values, records = self._replay(inputs, training=training)
         head = values[self._head_key]
         seed = self._seed(head, weights_fn(head))
         relevance = backward(records, {self._head_key: seed}, self._handlers, keep=keep)

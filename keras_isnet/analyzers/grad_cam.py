@@ -23,7 +23,7 @@ import keras
 from keras import ops
 
 from keras_isnet.analyzers.gradient import Gradient
-from keras_isnet.propagation import backward, forward
+from keras_isnet.propagation import backward
 from keras_isnet.selection import selection_weights
 
 _CONV_CLASSES = (
@@ -102,13 +102,7 @@ class GradCAM(Gradient):
         return ops.mean(grads, axis=(1, 2), keepdims=True)
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
-        values, records = forward(
-            self._steps,
-            self._input_keys,
-            inputs,
-            training=training,
-            linear_steps=self._linear_steps,
-        )
+        values, records = self._replay(inputs, training=training)
         head = values[self._head_key]
         weights = selection_weights(head, self.neuron_selection_mode, selection)
         relevance = backward(records, {self._head_key: weights}, self._handlers)

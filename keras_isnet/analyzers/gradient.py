@@ -81,17 +81,8 @@ class BaselineGradient(Gradient):
         return [ops.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
 
     def _head_function(self):
-        from keras_isnet.propagation import forward
-
         def fn(xs, training):
-            values, _ = forward(
-                self._steps,
-                self._input_keys,
-                xs,
-                training=training,
-                linear_steps=self._linear_steps,
-            )
-            return values[self._head_key]
+            return self._replay(xs, training=training)[0][self._head_key]
 
         return fn
 

@@ -49,7 +49,6 @@ from keras_isnet.analyzers.grad_cam import _single_image_input, upsample
 from keras_isnet.analyzers.gradient import Gradient
 from keras_isnet.backend import compile_function, vjp
 from keras_isnet.image import gaussian_blur
-from keras_isnet.propagation import forward
 from keras_isnet.selection import selection_weights
 
 
@@ -167,9 +166,7 @@ class IGOSPlusPlus(Gradient):
     def _scores(self, images, weights, copies: int):
         """The explained score of ``copies * batch`` images stacked copy-major: ``(copies,
         batch)``."""
-        values, _ = forward(
-            self._steps, self._input_keys, [images], linear_steps=self._linear_steps
-        )
+        values, _ = self._replay([images])
         head = values[self._head_key]
         if self.softmax:
             head = ops.softmax(head, axis=-1)
@@ -244,7 +241,7 @@ class IGOSPlusPlus(Gradient):
     def _explain(self, inputs, selection, *, training=False, keep=None):
         x = inputs[0]
         self._check_resolution(tuple(x.shape[1:3]))
-        values, _ = forward(self._steps, self._input_keys, [x], linear_steps=self._linear_steps)
+        values, _ = self._replay([x])
         weights = selection_weights(values[self._head_key], self.neuron_selection_mode, selection)
         base = gaussian_blur(x, self.blur_sigma, self.blur_kernel_size)
         batch = int(x.shape[0])

@@ -23,6 +23,7 @@ from keras_isnet.analyzers.base import Analyzer
 from keras_isnet.canonizers import plan_batch_norm_folds
 from keras_isnet.layers import KernelLayer, lookup
 from keras_isnet.layers.normalization import BatchNormalizationReverse
+from keras_isnet.layers.pooling import MAX_POOLING
 from keras_isnet.rules import (
     AlphaBetaRule,
     BoundedRule,
@@ -391,15 +392,7 @@ class LRP(Analyzer):
             return f"z-rule(e={self._weightless_epsilon:g})", ["epsilon"]
         if kind == "routing":
             layer = step.layer
-            pooling = (
-                keras.layers.MaxPooling1D,
-                keras.layers.MaxPooling2D,
-                keras.layers.MaxPooling3D,
-                keras.layers.GlobalMaxPooling1D,
-                keras.layers.GlobalMaxPooling2D,
-                keras.layers.GlobalMaxPooling3D,
-            )
-            if isinstance(layer, pooling):
+            if isinstance(layer, MAX_POOLING):
                 return "winner-take-all", ["max-pool ties"]
             padding = (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D)
             if isinstance(layer, (*padding, keras.layers.ZeroPadding3D)):

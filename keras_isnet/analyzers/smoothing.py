@@ -15,7 +15,6 @@ import numpy as np
 from keras import ops
 
 from keras_isnet.analyzers.gradient import Gradient
-from keras_isnet.propagation import forward
 from keras_isnet.selection import selection_weights
 
 
@@ -35,7 +34,7 @@ class _AugmentedGradient(Gradient):
         return mean_gradients
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
-        values, _ = forward(self._steps, self._input_keys, inputs, linear_steps=self._linear_steps)
+        values, _ = self._replay(inputs)
         weights = selection_weights(values[self._head_key], self.neuron_selection_mode, selection)
         chunk = self.augment_batch_size or self._n
         totals = None

@@ -30,7 +30,7 @@ from keras import ops
 
 from keras_isnet.analyzers.lrp import LRP
 from keras_isnet.layers import KernelLayer, lookup
-from keras_isnet.propagation import backward, forward
+from keras_isnet.propagation import backward
 from keras_isnet.rules import BoundedRule, EpsilonRule, ZPlusRule
 from keras_isnet.rules.base import stabilize
 
@@ -140,15 +140,7 @@ class ISNetHeatmaps(LRP):
             raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
         if variant == "gradient_x_input":
             return self._gradient_x_input(x, labels, training)
-        values, records = forward(
-            self._steps,
-            self._input_keys,
-            [x],
-            training=training,
-            nonnegative=self._nonnegative,
-            linear_steps=self._linear_steps,
-            canonization=self._plan(training),
-        )
+        values, records = self._replay([x], training=training, canonization=self._plan(training))
         logits = values[self._head_key]
         input_key = self._input_keys[0]
         if len(logits.shape) > 2:
@@ -334,14 +326,7 @@ class ISNetHeatmaps(LRP):
         return logits, ops.expand_dims(ops.multiply(x, pullback(onehot)[0]), 1)
 
     def _logits(self, x, training):
-        values, _ = forward(
-            self._steps,
-            self._input_keys,
-            [x],
-            training=training,
-            linear_steps=self._linear_steps,
-            canonization=self._plan(training),
-        )
+        values, _ = self._replay([x], training=training, canonization=self._plan(training))
         return values[self._head_key]
 
     def _plan(self, training):

@@ -22,12 +22,15 @@ for _cls in (
 ):
     register_reverse_rule(_cls, WeightlessLinearLayer())
 
-for _cls in (
+#: the max-pooling layer classes (winner-takes-all routing).
+MAX_POOLING = (
     keras.layers.MaxPooling1D,
     keras.layers.MaxPooling2D,
     keras.layers.MaxPooling3D,
     keras.layers.GlobalMaxPooling1D,
     keras.layers.GlobalMaxPooling2D,
     keras.layers.GlobalMaxPooling3D,
-):
+)
+
+for _cls in MAX_POOLING:
     register_reverse_rule(_cls, RoutingLayer())
