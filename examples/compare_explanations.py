@@ -44,7 +44,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     config = demo.DemoConfig(epochs=args.epochs, verbose=0)
-    data = demo._load_data(config)
+    data = demo.load_data(config)
     models = {
         "plain": demo.train_plain(data, config)[0],
         "isnet": demo.train_isnet(data, config)[0],

@@ -158,7 +158,7 @@ class GradCAMPenaltyClassifier(_PenaltyClassifier):
 
 def train_baselines(data, config) -> dict:
     """Train both baselines as the demo trains the ISNet; ``{name: (model, seconds)}``."""
-    from keras_isnet.demo import _optimizer, build_classifier, train_dataset
+    from keras_isnet.demo import build_classifier, make_optimizer, train_dataset
 
     out = {}
     for name, make in (
@@ -168,7 +168,7 @@ def train_baselines(data, config) -> dict:
         print(f"\n== baseline: {name} ==", flush=True)
         model = build_classifier(config.seed)
         trainer = make(model)
-        trainer.compile(optimizer=_optimizer(config), metrics=["accuracy"])
+        trainer.compile(optimizer=make_optimizer(config), metrics=["accuracy"])
         train = train_dataset(data, config)
         start = time.perf_counter()
         trainer.fit(train, epochs=config.epochs, verbose=config.verbose)

@@ -67,7 +67,8 @@ def build_classifier(seed: int, input_shape=(32, 32, 1), classes: int = 10):
     return keras.Model(inputs, logits, name="cnn")
 
 
-def _load_data(config: DemoConfig):
+def load_data(config: DemoConfig):
+    """The biased-MNIST splits the demo uses (``config``: bias, strength, correlation, sizes)."""
     from keras_isnet.datasets import biased_mnist
 
     return biased_mnist(
@@ -81,7 +82,8 @@ def _load_data(config: DemoConfig):
     )
 
 
-def _optimizer(config: DemoConfig):
+def make_optimizer(config: DemoConfig):
+    """Adam with the demo's learning rate and gradient-norm clipping at 1."""
     import keras
 
     return keras.optimizers.Adam(config.learning_rate, clipnorm=1.0)
@@ -93,7 +95,7 @@ def train_plain(data, config: DemoConfig):
 
     model = build_classifier(config.seed)
     model.compile(
-        optimizer=_optimizer(config),
+        optimizer=make_optimizer(config),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -128,7 +130,7 @@ def train_isnet(data, config: DemoConfig):
 
     model = build_classifier(config.seed)
     isnet = ki.ISNet(model, variant=config.variant, P=config.P, seed=config.seed)
-    isnet.compile(optimizer=_optimizer(config), metrics=["accuracy"])
+    isnet.compile(optimizer=make_optimizer(config), metrics=["accuracy"])
     train = train_dataset(data, config)
     val = ki.isnet_dataset(
         data.val.images, data.val.labels, data.val.masks, batch_size=256, shuffle=False
@@ -241,7 +243,7 @@ def run(config: DemoConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
-    data = _load_data(config)
+    data = load_data(config)
     print(
         f"biased MNIST ({config.bias}, strength {config.strength}, train correlation "
         f"{config.correlation}): {len(data.train)} train, {len(data.val)} val, "
