@@ -24,7 +24,7 @@ from keras import ops
 
 from keras_isnet import backend
 from keras_isnet.isnet.heatmaps import _sparse_labels
-from keras_isnet.isnet.model import _unpack
+from keras_isnet.isnet.model import _unpack, classification_loss
 from keras_isnet.losses import prepare_masks
 
 
@@ -61,11 +61,7 @@ class _PenaltyClassifier(keras.Model):
 
         def loss_fn():
             logits, pen = self.penalty(images, labels, masks)
-            ce = ops.mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    _sparse_labels(labels), logits, from_logits=True
-                )
-            )
+            ce = classification_loss(labels, logits)
             total = ops.add(ce, ops.multiply(self.lam, pen))
             return backend.scale_loss_for_distribution(total), (total, ce, pen, logits)
 
@@ -80,11 +76,7 @@ class _PenaltyClassifier(keras.Model):
     def test_step(self, data):
         images, labels, _ = _unpack(data)
         logits = self.classifier(images, training=False)
-        ce = ops.mean(
-            keras.losses.sparse_categorical_crossentropy(
-                _sparse_labels(labels), logits, from_logits=True
-            )
-        )
+        ce = classification_loss(labels, logits)
         self._trackers[0].update_state(ce)
         self._trackers[1].update_state(ce)
         if self._compile_metrics is not None:

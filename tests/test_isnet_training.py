@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -333,23 +332,20 @@ def test_mirrored_step_equals_a_single_device_step():
 # ------------------------------------------------------------------------------------------
 
 
-def _free_loopback_ports(n):
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+def _example_module(name):
+    """Import ``examples/<name>.py`` as a module (its ``main`` is guarded)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
 def test_multiworker_example_workers_agree(tmp_path):
     example = ROOT / "examples" / "isnet_multiworker.py"
-    ports = _free_loopback_ports(2)
+    ports = _example_module("isnet_multiworker").free_loopback_ports(2)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)
     procs = []

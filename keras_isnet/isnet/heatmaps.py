@@ -251,7 +251,7 @@ class ISNetHeatmaps(LRP):
             keys[name] = step.outputs[0]
         return keys
 
-    def hidden_heatmaps(self, keys: dict, like) -> dict:
+    def hidden_heatmaps(self, keys: dict) -> dict:
         """Relevance at the named layers' outputs from the last walk: ``(batch, 1, h, w, c)``."""
         out = {}
         for name, key in keys.items():

@@ -246,11 +246,7 @@ class ISNet(keras.Model):
         return total, ce, heat, logits, heatmaps
 
     def _classification_loss(self, labels, logits):
-        logits = ops.cast(logits, "float32")
-        sparse = _labels_for(labels, logits)  # segmentation: the mean over pixels too
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True)
-        )
+        return classification_loss(labels, logits)
 
     def _heatmap_loss(self, heatmaps, masks):
         kwargs = dict(self.loss_kwargs)
@@ -278,7 +274,7 @@ class ISNet(keras.Model):
                 **kwargs,
             )
         ]
-        hidden = self.heatmaps.hidden_heatmaps(self._hidden_keys, heatmaps)
+        hidden = self.heatmaps.hidden_heatmaps(self._hidden_keys)
         for name, cuts in self.deep_supervision.items():
             per_layer.append(
                 isnet_heatmap_loss(
@@ -374,6 +370,19 @@ def _labels_for(labels, logits):
     if len(logits.shape) > 2:
         return segmentation_labels(labels, logits)
     return _sparse_labels(labels)
+
+
+def classification_loss(labels, logits):
+    """Mean sparse cross-entropy on logits, in float32.
+
+    Args:
+        labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; for dense outputs,
+            per-pixel labels ``(batch, H, W)`` (the mean is then over pixels too).
+        logits: ``(batch, K)`` or ``(batch, H, W, K)``.
+    """
+    logits = ops.cast(logits, "float32")
+    sparse = _labels_for(labels, logits)
+    return ops.mean(keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True))
 
 
 def _check_loss_options(kwargs):
