@@ -21,7 +21,7 @@ from keras import ops, tree
 
 from keras_isnet.backend import vjp
 from keras_isnet.graph import Step
-from keras_isnet.layers import KernelLayer, lookup
+from keras_isnet.layers import KernelLayer, RoutingLayer, lookup
 from keras_isnet.rules.base import KernelCall
 
 
@@ -112,6 +112,10 @@ def forward(
             )
         else:
             record = _forward_generic(step, keys, tensors, training, compute_dtype)
+            if isinstance(spec, RoutingLayer):
+                record.pullback = spec.pullback(
+                    step.layer, record.inputs, record.outputs, record.pullback
+                )
         for k, v in zip(step.outputs, record.outputs, strict=True):
             values[k] = v
         records.append(record)

@@ -74,6 +74,15 @@ class RoutingLayer(ReverseLayer):
     def output_nonnegative(self, layer, inputs_nonnegative: bool) -> bool:
         return inputs_nonnegative
 
+    def pullback(self, layer, inputs, outputs, pullback):
+        """The pullback the backward walks use for one call of ``layer``.
+
+        ``pullback`` is the call's automatic-differentiation pullback (a list of output
+        cotangents to a list of input cotangents); subclasses may return an equivalent
+        that is cheaper to run repeatedly and to differentiate (see max pooling).
+        """
+        return pullback
+
 
 class WeightlessLinearLayer(ReverseLayer):
     """A weightless linear layer (sum or mean of inputs): LRP uses the z-rule.
@@ -116,6 +125,32 @@ class KernelLayer(ReverseLayer):
         if bias is None:
             return z
         return ops.add(z, bias)
+
+    def input_channel_axes(self, layer):
+        """``(kernel_axis, input_axis)``: the axis of the kernel and of the input that run
+        over input channels, when stacking kernels along them stacks the linear maps (so
+        several transposes run as one call); None where that does not hold."""
+        return None
+
+    def transposes(self, layer, x, kernels):
+        """A function ``s -> [W^T s for W in kernels]`` for inputs shaped like ``x``.
+
+        Where :meth:`input_channel_axes` allows it, the kernels are stacked along their
+        input-channel axis and all transposes run as one call (one transposed convolution
+        with several output channels instead of several with one, which is much faster for
+        the first layer of an image model); otherwise one pullback per kernel.
+        """
+        from keras_isnet.backend import vjp
+
+        axes = self.input_channel_axes(layer)
+        if axes is None or len(kernels) == 1:
+            pulls = [vjp(lambda v, k=k: self.linear(layer, v, k), [x])[1] for k in kernels]
+            return lambda s: [pull(s)[0] for pull in pulls]
+        kernel_axis, input_axis = axes
+        stacked = ops.concatenate(list(kernels), axis=kernel_axis)
+        wide = ops.concatenate([x] * len(kernels), axis=input_axis)
+        _, pull = vjp(lambda v: self.linear(layer, v, stacked), [wide])
+        return lambda s: ops.split(pull(s)[0], len(kernels), axis=input_axis)
 
     def activation(self, layer):
         """The layer's activation function, or None for a linear layer."""

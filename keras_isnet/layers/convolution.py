@@ -49,6 +49,11 @@ class ConvolutionReverse(_ConvBase):
             )
         return layer.convolution_op(x, kernel)
 
+    def input_channel_axes(self, layer):
+        if getattr(layer, "groups", 1) != 1 or layer.padding == "causal":
+            return None
+        return -2, (1 if layer.data_format == "channels_first" else -1)
+
 
 class ConvolutionTransposeReverse(_ConvBase):
     """Conv1DTranspose, Conv2DTranspose, Conv3DTranspose."""

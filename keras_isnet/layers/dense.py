@@ -30,5 +30,8 @@ class DenseReverse(KernelLayer):
     def linear(self, layer, x, kernel):
         return ops.matmul(x, kernel)
 
+    def input_channel_axes(self, layer):
+        return 0, -1
+
 
 register_reverse_rule(keras.layers.Dense, DenseReverse())

@@ -23,9 +23,13 @@ def safe_divide(a, b):
 
 
 def stabilize(z, epsilon: float):
-    """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (the epsilon rule's denominator)."""
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1`` (the epsilon rule's denominator).
+
+    The shift is piecewise constant, so it is added as a constant: the gradient with respect
+    to ``z`` is 1 (as for the formula) and costs no extra operations in a training step.
+    """
     sign = ops.subtract(ops.multiply(ops.cast(ops.greater_equal(z, 0), z.dtype), 2.0), 1.0)
-    return ops.add(z, ops.multiply(sign, epsilon))
+    return ops.add(z, ops.stop_gradient(ops.multiply(sign, epsilon)))
 
 
 def positive(w):
@@ -78,6 +82,11 @@ class KernelCall:
         """``(linear(x, kernel), pullback)`` for a transformed kernel."""
         out, pull = vjp(lambda v: self.spec.linear(self.layer, v, kernel), [x])
         return out, lambda s: pull(s)[0]
+
+    def transposes(self, kernels):
+        """A function ``s -> [W^T s for W in kernels]`` (run as one call where the layer
+        type allows it; see :meth:`keras_isnet.layers.KernelLayer.transposes`)."""
+        return self.spec.transposes(self.layer, self.x, kernels)
 
     def map_kernel(self, fn):
         """The kernel with ``fn`` applied to each of its tensors."""

@@ -44,18 +44,22 @@ class BoundedRule(Rule):
     def __call__(self, call: KernelCall, R):
         x = call.x
         z = call.z_nobias
-        bounds = []
+        kernels, inputs = [call.kernel], [x]
         for bound, part in ((self.low, positive), (self.high, negative)):
             if _is_zero(bound):
                 continue  # a zero bound contributes nothing to z or R
-            full = ops.add(ops.zeros_like(x), ops.cast(bound, x.dtype))
+            full = ops.add(ops.zeros_like(x[:1]), ops.cast(bound, x.dtype))
+            kernel = call.map_kernel(part)
             # The bound's pre-activation does not depend on the sample: one sample suffices.
-            # (The full-batch forward below only provides the pullback; its output is unused.)
-            _, pullback = call.linear_vjp(full, call.map_kernel(part))
-            z = ops.subtract(z, call.linear(full[:1], call.map_kernel(part)))
-            bounds.append((full, pullback))
+            z = ops.subtract(z, call.linear(full, kernel))
+            kernels.append(kernel)
+            inputs.append(ops.negative(full))
         s = safe_divide(R, z) if self.epsilon is None else ops.divide(R, stabilize(z, self.epsilon))
-        relevance = ops.multiply(x, call.pullback(s))
-        for full, pullback in bounds:
-            relevance = ops.subtract(relevance, ops.multiply(full, pullback(s)))
+        if len(kernels) == 1:
+            return ops.multiply(x, call.pullback(s))
+        # x W^T s - low W+^T s - high W-^T s, the transposes in one call where possible.
+        terms = call.transposes(kernels)(s)
+        relevance = ops.multiply(x, terms[0])
+        for value, term in zip(inputs[1:], terms[1:], strict=True):
+            relevance = ops.add(relevance, ops.multiply(value, term))
         return relevance
