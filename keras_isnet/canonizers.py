@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from keras import ops, tree
 
+from keras_isnet.backend import vjp
 from keras_isnet.graph import Step, walk
 from keras_isnet.layers import KernelLayer, lookup
 from keras_isnet.layers.convolution import (
@@ -123,11 +124,16 @@ class KernelFold:
         (``moving = moving * momentum + batch * (1 - momentum)``).
 
         Returns:
-            ``(call_spec, kernel, bias, z_model)``: the folded layer as :meth:`weights`, and
-            the pre-activation computed as the model computes it (BN with the batch
-            statistics *with* their gradient). Its value equals the folded layer's output;
-            the forward replay uses it for the gradient of the layer output, so that the
-            classification loss trains the BN network as plain Keras training does.
+            ``(call_spec, kernel, bias, z_model, linear)``: the folded layer as
+            :meth:`weights`; the pre-activation computed as the model computes it (BN with
+            the batch statistics *with* their gradient), whose value equals the folded
+            layer's output and which the forward replay uses for the gradient of the layer
+            output, so that the classification loss trains the BN network as plain Keras
+            training does; and, for a layer with a BN after it only, ``(z_nobias,
+            pullback)`` of the folded linear part computed from the model's own
+            convolution (``s * conv(x, W)`` and ``c -> W^T (s c)``), so that a training step
+            runs each convolution once, not once for the model and once for the fold
+            (None otherwise).
         """
         layer = self.step.layer
         dtype = x.dtype
@@ -141,12 +147,23 @@ class KernelFold:
         h = x
         if self.before is not None:
             h, statistics["before"] = _batch_norm_train(self.before.layer, h)
-        h = spec.add_bias(layer, spec.linear(layer, h, kernel), bias)
-        if self.after is not None:
-            h, statistics["after"] = _batch_norm_train(self.after.layer, h)
+        linear = None
+        if self.before is None and self.after is not None:
+            z_linear, pull = vjp(lambda v: spec.linear(layer, v, kernel), [x])
+            h, statistics["after"] = _batch_norm_train(
+                self.after.layer, spec.add_bias(layer, z_linear, bias)
+            )
+            s, _ = statistics["after"] or BatchNormalizationReverse().weights(self.after.layer)
+            rank = len(z_linear.shape)
+            s = _along(cast(s), _channel_axis(spec, layer, rank), rank)
+            linear = (ops.multiply(z_linear, s), lambda c: pull(ops.multiply(c, s)))
+        else:
+            h = spec.add_bias(layer, spec.linear(layer, h, kernel), bias)
+            if self.after is not None:
+                h, statistics["after"] = _batch_norm_train(self.after.layer, h)
         statistics = {k: v for k, v in statistics.items() if v is not None}
         call_spec, kernel, bias = self.weights(spec, x, statistics)
-        return call_spec, kernel, bias, h
+        return call_spec, kernel, bias, h, linear
 
 
 def _uses_batch_statistics(bn) -> bool:

@@ -136,7 +136,7 @@ def _forward_kernel(
 ):
     layer = step.layer
     x = tensors[0]
-    z_model = None
+    z_model = linear = None
     if override is None:
         call_spec = spec
         kernel, bias = spec.weights(layer)
@@ -145,6 +145,8 @@ def _forward_kernel(
         call_spec, kernel, bias = result[:3]
         if len(result) > 3:  # training-mode fold: the model's own pre-activation
             z_model = result[3]
+        if len(result) > 4:  # ... and the folded linear part computed from the model's
+            linear = result[4]
     if compute_dtype is not None:
         kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)
         bias = None if bias is None else ops.cast(bias, compute_dtype)
@@ -152,7 +154,10 @@ def _forward_kernel(
     # when a training step updates the variable later in the same graph.
     kernel = tree.map_structure(ops.convert_to_tensor, kernel)
     bias = None if bias is None else ops.convert_to_tensor(bias)
-    z_nobias, pull_linear = vjp(lambda v: call_spec.linear(layer, v, kernel), [x])
+    if linear is not None and compute_dtype is None:
+        z_nobias, pull_linear = linear
+    else:
+        z_nobias, pull_linear = vjp(lambda v: call_spec.linear(layer, v, kernel), [x])
     call = KernelCall(
         call_spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
     )
