@@ -64,6 +64,14 @@ class KernelCall:
         self.z_nobias = z_nobias
         self._pullback = pullback
         self.x_nonnegative = x_nonnegative
+        self._cache = {}
+
+    def cached(self, key, compute):
+        """``compute()``, computed once per layer call for each ``key``: the backward walks
+        of one forward pass (the original ISNet's one walk per class) share it."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
 
     @property
     def z(self):

@@ -52,10 +52,14 @@ class EpsilonRule(Rule):
         self.detach_bias = detach_bias
 
     def __call__(self, call: KernelCall, R):
-        if not self.bias or call.bias is None:
-            z = call.z_nobias
-        elif self.detach_bias:
-            z = call.add_bias(call.z_nobias, ops.stop_gradient(call.bias))
-        else:
-            z = call.z
-        return ops.multiply(call.x, call.pullback(ops.divide(R, stabilize(z, self.epsilon))))
+        def inverse():  # 1 / (z + epsilon sign(z)), shared by every walk of this forward pass
+            if not self.bias or call.bias is None:
+                z = call.z_nobias
+            elif self.detach_bias:
+                z = call.add_bias(call.z_nobias, ops.stop_gradient(call.bias))
+            else:
+                z = call.z
+            return ops.reciprocal(stabilize(z, self.epsilon))
+
+        key = ("epsilon", self.epsilon, self.bias and call.bias is not None, self.detach_bias)
+        return ops.multiply(call.x, call.pullback(ops.multiply(R, call.cached(key, inverse))))
