@@ -83,13 +83,33 @@ def value_and_gradients(fn: Callable, variables: Sequence) -> tuple[object, list
     """``(fn(), d fn()[0] / d variables)`` for ``fn`` returning ``(loss, aux)``.
 
     The loss is the first element of ``fn``'s result; ``aux`` is returned untouched.
+
+    Inside a graph (``tf.function``, ``model.fit``) the gradients are gated: each one is
+    released only after the loss and *all* the gradients have been computed, so an optimizer
+    update built from them cannot run while the step still reads the weights it changes.
+
+    Why: the automatic control dependencies of ``tf.function`` order every read of a variable
+    before the later write to it, but grappler's dependency optimizer can drop such an edge.
+    Keras' optimizer passes all gradients through one multi-input ``IdentityN`` (the
+    replica-context all-reduce); the transitive reduction sees a path "read -> heatmap ->
+    some other weight's gradient -> IdentityN -> update" and removes the direct read -> write
+    edge as redundant, then bypasses the ``IdentityN``, which wires each update to its own
+    gradient only and breaks that path. A read used only by the heatmap (the explained
+    layer's bias, whose gradient comes from the cross-entropy alone) is then unordered with
+    respect to the update of its variable and sometimes sees the new value. The gate
+    (``tf.tuple``: one ``NoOp`` with control inputs from the loss and every gradient, and an
+    identity of each gradient behind it) makes every update wait for every gradient; the
+    weights' reads reach the gradients through true data dependencies, which grappler keeps.
     """
     _require_tensorflow("value_and_gradients")
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
         value = fn()
-    return value, tape.gradient(value[0], variables)
+    grads = tape.gradient(value[0], variables)
+    if tf.executing_eagerly() or all(g is None for g in grads):
+        return value, grads
+    return value, tf.tuple(grads, control_inputs=[value[0]])
 
 
 def scale_loss_for_distribution(loss):

@@ -33,8 +33,7 @@ def test_loss_is_the_gwrp_of_the_per_layer_losses():
     plain = ki.ISNet(model, variant="selective")
     per_layer = [isnet_heatmap_loss(heatmaps, masks, reduction="none")]
     hidden = plain.heatmaps.hidden_keys(["conv", "pool"])
-    plain.heatmaps.logits_and_heatmaps(x, y, variant="selective")
-    maps = plain.heatmaps.hidden_heatmaps(hidden)
+    _, _, maps = plain.heatmaps.logits_and_heatmaps(x, y, variant="selective", hidden=hidden)
     assert maps["conv"].shape == (6, 1, 8, 8, 3) and maps["pool"].shape == (6, 1, 4, 4, 3)
     for name in ("conv", "pool"):
         per_layer.append(isnet_heatmap_loss(maps[name], masks, reduction="none", **cuts[name]))
@@ -54,8 +53,10 @@ def test_hidden_relevance_of_the_pool_output_sums_like_the_input_relevance():
             layer.set_weights([layer.get_weights()[0], np.zeros_like(layer.get_weights()[1])])
     isnet = ki.ISNet(model, variant="stochastic", deep_supervision={"pool": {"C1": 1, "C2": 2}})
     keys = isnet.heatmaps.hidden_keys(["pool"])
-    _, heatmaps = isnet.heatmaps.logits_and_heatmaps(x, y, variant="stochastic")
-    pool = np.asarray(isnet.heatmaps.hidden_heatmaps(keys)["pool"])
+    _, heatmaps, hidden = isnet.heatmaps.logits_and_heatmaps(
+        x, y, variant="stochastic", hidden=keys
+    )
+    pool = np.asarray(hidden["pool"])
     inp = np.asarray(heatmaps)
     # epsilon 0.01 absorbs a little relevance per layer: the pool output holds at least the
     # input's relevance (one more layer) and both are close.

@@ -242,6 +242,25 @@ def test_value_and_gradient_match_reference(foreground, norm):
     assert np.any(np.abs(grad * bg) > 0) and np.any(np.abs(grad * (1 - bg)) > 0)
 
 
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("foreground", FOREGROUNDS)
+def test_float64_heatmaps_keep_float64_precision(foreground, norm):
+    """Float64 heatmaps are computed in float64: the value equals the float64 reference to
+    1e-12 (a float32 loss is off by ~1e-7) and the float64 gradient equals finite
+    differences of the reference."""
+    heat, mask, C1, C2 = make_grad_case(seed=FOREGROUNDS.index(foreground) * 3 + NORMS.index(norm))
+    kw = dict(d=0.7, E=1.5, A=1.3, B=2.0, C1=C1, C2=C2, foreground=foreground, norm=norm)
+    var = tf.Variable(heat)  # float64
+    with tf.GradientTape() as tape:
+        loss = isnet_heatmap_loss(var, mask, **kw)
+    grad = tape.gradient(loss, var).numpy()
+    assert loss.dtype == "float64" and grad.dtype == np.float64
+    assert float(loss) == pytest.approx(ref_loss(heat, mask, **kw), rel=1e-12, abs=0)
+    fd = numeric_grad(lambda x: ref_loss(x, mask, **kw), heat)
+    # the finite differences themselves are good to ~1e-8 here (20x tighter than float32)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7 * np.max(np.abs(fd)))
+
+
 def test_per_sample_values_match_reference_with_defaults():
     rng = np.random.default_rng(7)
     heat = rng.normal(size=(3, 2, 4, 5, 3)).astype(np.float32)
@@ -397,11 +416,12 @@ def test_background_term_averages_channels_and_maps():
     assert got == pytest.approx(expected, rel=1e-6)
 
 
-def test_background_clamp():
-    heat = np.array([[[[[1.0], [1e12]]]]])  # (1, 1, 1, 2, 1)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_background_clamp(dtype):
+    heat = np.array([[[[[1.0], [1e12]]]]], dtype=dtype)  # (1, 1, 1, 2, 1)
     mask = np.array([[[1.0, 0.0]]])
     got = float(isnet_heatmap_loss(heat, mask, d=0.0, B=0.0))
-    expected = -math.log(1.0 - float(np.float32(1 - 1e-7)))  # the clamp, in float32
+    expected = -math.log(1.0 - float(dtype(1 - 1e-7)))  # the clamp, in the loss's dtype
     assert got == pytest.approx(expected, rel=1e-5)
 
 
@@ -561,7 +581,7 @@ def test_reduction_none_shape_and_mean():
     mask = np.zeros((5, 3, 3))
     mask[:, 1, 1] = 1
     per_sample = isnet_heatmap_loss(heat, mask, reduction="none")
-    assert tuple(per_sample.shape) == (5,) and per_sample.dtype == "float32"
+    assert tuple(per_sample.shape) == (5,) and per_sample.dtype == "float64"  # as the heatmaps
     assert float(isnet_heatmap_loss(heat, mask)) == pytest.approx(
         float(np.mean(per_sample)), rel=1e-6
     )

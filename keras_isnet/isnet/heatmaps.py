@@ -108,7 +108,7 @@ class ISNetHeatmaps(LRP):
 
     # ----------------------------------------------------------------------- heatmaps
     def logits_and_heatmaps(
-        self, x, labels=None, *, variant="selective", training=False, seed=None
+        self, x, labels=None, *, variant="selective", training=False, seed=None, hidden=None
     ):
         """The classifier's logits and the heatmaps of ``variant``.
 
@@ -120,11 +120,16 @@ class ISNetHeatmaps(LRP):
             training: run the classifier in training mode (dropout; BatchNormalization with
                 batch statistics, which also updates its moving statistics).
             seed: a ``keras.random.SeedGenerator`` for the stochastic variant.
+            hidden: optional ``{name: tensor key}`` from :meth:`hidden_keys` (LRP deep
+                supervision; selective and stochastic variants): the relevance of the same
+                backward walk at those layers' outputs is returned too.
 
         Returns:
             ``(logits, heatmaps)``: ``(batch, K)`` and ``(batch, maps, H, W, C)`` with
             ``maps`` = 1 (selective, stochastic, gradient_x_input), K (original) or 2 (dual:
-            epsilon map, then z-plus map).
+            epsilon map, then z-plus map). With ``hidden``, ``(logits, heatmaps,
+            hidden_maps)``, ``hidden_maps[name]`` shaped ``(batch, 1, h, w, c)`` (None where
+            no relevance reaches the layer).
 
         Segmentation: a model with dense logits ``(batch, H', W', K)`` takes integer labels
         ``(batch, H', W')`` (or ``(batch, H', W', 1)``), and each heatmap explains the logits
@@ -138,13 +143,36 @@ class ISNetHeatmaps(LRP):
         """
         if variant not in VARIANTS:
             raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
+        if hidden:
+            if variant not in ("selective", "stochastic"):
+                raise ValueError(
+                    "Hidden-layer heatmaps (deep supervision) come with the selective and "
+                    f"stochastic variants, not {variant!r}."
+                )
+            relevance = {}
+            logits, maps = self._logits_and_heatmaps(x, labels, variant, training, seed, relevance)
+            return (
+                logits,
+                maps,
+                {
+                    name: None if relevance.get(key) is None else ops.expand_dims(relevance[key], 1)
+                    for name, key in hidden.items()
+                },
+            )
+        return self._logits_and_heatmaps(x, labels, variant, training, seed)
+
+    def _logits_and_heatmaps(self, x, labels, variant, training, seed, relevance=None):
+        """:meth:`logits_and_heatmaps`; ``relevance``, if a dict, receives the relevance of
+        every tensor from the (single) backward walk of the selective/stochastic variant."""
         if variant == "gradient_x_input":
             return self._gradient_x_input(x, labels, training)
         values, records = self._replay([x], training=training, canonization=self._plan(training))
         logits = values[self._head_key]
         input_key = self._input_keys[0]
         if len(logits.shape) > 2:
-            return logits, self._segmentation_heatmaps(records, logits, labels, variant, seed, x)
+            return logits, self._segmentation_heatmaps(
+                records, logits, labels, variant, seed, x, relevance
+            )
         if variant == "original":
             k = logits.shape[-1]
             maps = []
@@ -158,10 +186,10 @@ class ISNetHeatmaps(LRP):
             onehot = ops.cast(ops.one_hot(classes, logits.shape[-1]), logits.dtype)
             seeds = {self._head_key: ops.multiply(logits, onehot)}
             return logits, ops.expand_dims(
-                self._walk(records, seeds, self._handlers, input_key, x), 1
+                self._walk(records, seeds, self._handlers, input_key, x, relevance), 1
             )
         seeds = self._selective_seeds(records, logits, classes)
-        maps = [self._walk(records, seeds, self._handlers, input_key, x)]
+        maps = [self._walk(records, seeds, self._handlers, input_key, x, relevance)]
         if variant == "dual":
             maps.append(self._walk(records, seeds, self._zplus(), input_key, x))
         return logits, ops.stack(maps, axis=1)
@@ -196,29 +224,30 @@ class ISNetHeatmaps(LRP):
         chosen = ops.reshape(chosen, (-1,) + (1,) * (len(labels.shape) - 1) + (k,))
         return ops.multiply(pixels, chosen)
 
-    def _segmentation_heatmaps(self, records, logits, labels, variant, seed, x):
+    def _segmentation_heatmaps(self, records, logits, labels, variant, seed, x, relevance=None):
         labels = segmentation_labels(labels, logits)
         k = logits.shape[-1]
         input_key = self._input_keys[0]
         batch = ops.shape(logits)[:1]
 
-        def walk(classes, handlers=None):
+        def walk(classes, handlers=None, out=None):
             w = self.segmentation_weights(labels, k, classes, logits.dtype)
             seeds = {self._head_key: ops.multiply(logits, w)}
-            return self._walk(records, seeds, handlers or self._handlers, input_key, x)
+            return self._walk(records, seeds, handlers or self._handlers, input_key, x, out)
 
         if variant == "original":
             maps = [walk(ops.full(batch, c, "int32")) for c in range(k)]
             return ops.stack(maps, axis=1)
         classes = self.segmentation_classes(labels, k, variant, seed)
-        maps = [walk(classes)]
+        maps = [walk(classes, out=relevance)]
         if variant == "dual":
             maps.append(walk(classes, self._zplus()))
         return ops.stack(maps, axis=1)
 
-    def _walk(self, records, seeds, handlers, input_key, x):
+    def _walk(self, records, seeds, handlers, input_key, x, out=None):
         relevance = backward(records, seeds, handlers)
-        self._last_relevance = relevance
+        if out is not None:
+            out.update(relevance)
         r = relevance.get(input_key)
         return ops.zeros_like(x) if r is None else r
 
@@ -250,14 +279,6 @@ class ISNetHeatmaps(LRP):
                 )
             keys[name] = step.outputs[0]
         return keys
-
-    def hidden_heatmaps(self, keys: dict) -> dict:
-        """Relevance at the named layers' outputs from the last walk: ``(batch, 1, h, w, c)``."""
-        out = {}
-        for name, key in keys.items():
-            r = self._last_relevance.get(key)
-            out[name] = ops.expand_dims(r, 1) if r is not None else None
-        return out
 
     def _zplus(self):
         """Handlers with the z-plus rule on kernel layers (the dual ISNet's second map)."""

@@ -25,7 +25,7 @@ from keras_isnet.isnet.heatmaps import (
     _sparse_labels,
     segmentation_labels,
 )
-from keras_isnet.losses import isnet_heatmap_loss
+from keras_isnet.losses import isnet_heatmap_loss, loss_dtype
 
 #: the reference defaults of the heatmap loss (method page, section 2).
 LOSS_DEFAULTS = {
@@ -38,6 +38,10 @@ LOSS_DEFAULTS = {
     "foreground": "L2",
     "norm": "absRoIMean",
 }
+
+
+#: the key of the stochastic variant's random-generator state among the ISNet's saved variables.
+_SEED_STATE_KEY = "seed_generator_state"
 
 
 def _unpack(data):
@@ -180,8 +184,11 @@ class ISNet(keras.Model):
             self.deep_supervision = {k: dict(v) for k, v in deep_supervision.items()}
             self._hidden_keys = self.heatmaps.hidden_keys(list(self.deep_supervision))
         self._seed_generator = keras.random.SeedGenerator(seed)
-        self._P_value = keras.Variable(
-            self._P_at(0), trainable=False, dtype="float32", name="heatmap_loss_weight"
+        self._P_value = keras.Variable(  # float64 for a float64 model: P = 0.7 exactly
+            self._P_at(0),
+            trainable=False,
+            dtype=loss_dtype(model.dtype_policy.variable_dtype),
+            name="heatmap_loss_weight",
         )
         self.built = True  # the classifier is built: saving then keeps the optimizer state
         self._trackers = {
@@ -230,18 +237,21 @@ class ISNet(keras.Model):
         return self._metric_list + extra
 
     def _isnet_losses(self, images, labels, masks, training):
-        logits, heatmaps = self.heatmaps.logits_and_heatmaps(
+        out = self.heatmaps.logits_and_heatmaps(
             images,
             labels,
             variant=self.variant,
             training=training,
             seed=self._seed_generator,
+            hidden=self._hidden_keys or None,
         )
+        logits, heatmaps = out[0], out[1]
         ce = self._classification_loss(labels, logits)
-        heat = self._heatmap_loss(heatmaps, masks)
         if self.deep_supervision:
-            heat = self._deep_supervision_loss(heatmaps, masks)
-        P = ops.cast(self._P_value, "float32")
+            heat = self._deep_supervision_loss(heatmaps, out[2], masks)
+        else:
+            heat = self._heatmap_loss(heatmaps, masks)
+        P = ops.cast(self._P_value, ce.dtype)
         total = ops.add(ops.multiply(1.0 - P, ce), ops.multiply(P, heat))
         return total, ce, heat, logits, heatmaps
 
@@ -259,8 +269,9 @@ class ISNet(keras.Model):
             return ops.mean(ops.stack(losses))
         return isnet_heatmap_loss(heatmaps, masks, C1=c1, C2=c2, **kwargs)
 
-    def _deep_supervision_loss(self, heatmaps, masks):
-        """Input and hidden-layer heatmap losses per sample, combined by a 1-D GWRP."""
+    def _deep_supervision_loss(self, heatmaps, hidden, masks):
+        """Input and hidden-layer heatmap losses per sample, combined by a 1-D GWRP
+        (``hidden``: the hidden layers' heatmaps by layer name)."""
         from keras_isnet.losses import gwrp
 
         kwargs = {k: v for k, v in self.loss_kwargs.items() if k not in ("C1", "C2")}
@@ -274,7 +285,6 @@ class ISNet(keras.Model):
                 **kwargs,
             )
         ]
-        hidden = self.heatmaps.hidden_heatmaps(self._hidden_keys)
         for name, cuts in self.deep_supervision.items():
             per_layer.append(
                 isnet_heatmap_loss(
@@ -300,6 +310,7 @@ class ISNet(keras.Model):
     def train_step(self, data):
         images, labels, masks = _unpack(data)
         self._require_masks(masks, "fit")
+        masks = _masks_of_known_rank(masks, images)
         masks, images = backend.assert_binary(masks, images)
         if labels is None:
             raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
@@ -328,6 +339,7 @@ class ISNet(keras.Model):
             return {
                 k: v for k, v in results.items() if k not in ("heatmap_loss", "background_share")
             }
+        masks = _masks_of_known_rank(masks, images)
         masks, images = backend.assert_binary(masks, images)
         total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
         self._update_trackers(total, ce, heat, heatmaps, masks)
@@ -340,6 +352,24 @@ class ISNet(keras.Model):
         return self.get_metrics_result()
 
     # ---------------------------------------------------------------- serialization
+    def save_own_variables(self, store):
+        """Saves the ISNet's own state: P and the state of the random generator of the
+        stochastic variant (the classifier's weights are saved by the classifier).
+
+        Keras does not save ``SeedGenerator`` states; without it a reloaded stochastic ISNet
+        would repeat the random class draws of its first steps instead of continuing them.
+        """
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self._seed_generator.state
+
+    def load_own_variables(self, store):
+        """Loads what :meth:`save_own_variables` saved. A file written before the random
+        generator's state was saved leaves the generator as the ``seed`` argument set it."""
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        super().load_own_variables({k: store[k] for k in keys})
+        if _SEED_STATE_KEY in store.keys():
+            self._seed_generator.state.assign(store[_SEED_STATE_KEY])
+
     def get_config(self):
         return {
             "model": keras.saving.serialize_keras_object(self.classifier),
@@ -364,6 +394,28 @@ class ISNet(keras.Model):
         return cls(model, **config)
 
 
+def _masks_of_known_rank(masks, images):
+    """``masks``, or ``(batch, H, W)`` masks (``H, W`` of the images) if their rank is unknown.
+
+    Both documented mask forms, ``(batch, H, W)`` and ``(batch, H, W, 1)``, reach the traced
+    step through one ``tf.function`` that Keras builds with ``reduce_retracing``: once it has
+    seen both ranks (two ``fit`` calls with different forms, or one generator yielding both),
+    it retraces with the relaxed signature, masks of unknown rank. Both forms hold the same
+    ``batch * H * W`` values in the same order, so a reshape to the images' spatial size
+    gives one rank again. Such masks must have the images' spatial size (as
+    :func:`keras_isnet.isnet_dataset` requires); otherwise the reshape fails when it runs.
+    """
+    masks = ops.convert_to_tensor(masks)
+    if ops.ndim(masks) is not None:
+        return masks
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        raise ValueError(
+            f"ISNet: images of shape {tuple(images.shape)} need a static height and width."
+        )
+    return ops.reshape(masks, (ops.shape(images)[0], height, width))
+
+
 def _labels_for(labels, logits):
     """Sparse labels: ``(batch,)`` for classification logits ``(batch, K)``, per pixel
     ``(batch, H, W)`` for segmentation logits ``(batch, H, W, K)``."""
@@ -373,14 +425,17 @@ def _labels_for(labels, logits):
 
 
 def classification_loss(labels, logits):
-    """Mean sparse cross-entropy on logits, in float32.
+    """Mean sparse cross-entropy on logits, in float32 (float64 for float64 logits).
+
+    The loss is never computed below float32 (float16/bfloat16 logits of a mixed-precision
+    policy are cast first), nor below the logits' precision.
 
     Args:
         labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; for dense outputs,
             per-pixel labels ``(batch, H, W)`` (the mean is then over pixels too).
         logits: ``(batch, K)`` or ``(batch, H, W, K)``.
     """
-    logits = ops.cast(logits, "float32")
+    logits = ops.cast(logits, loss_dtype(logits.dtype))
     sparse = _labels_for(labels, logits)
     return ops.mean(keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True))
 
@@ -401,8 +456,9 @@ def _background_share(heatmaps, masks):
     """Mean over the batch of |R| outside the mask / total |R| (heatmaps (B, K, H, W, C))."""
     from keras_isnet.losses import prepare_masks
 
-    h = ops.sum(ops.abs(ops.cast(heatmaps, "float32")), axis=(1, 4))  # (B, H, W)
-    m = prepare_masks(masks, tuple(h.shape[1:3]))
+    h = ops.abs(ops.cast(heatmaps, loss_dtype(heatmaps.dtype)))
+    h = ops.sum(h, axis=(1, 4))  # (B, H, W)
+    m = ops.cast(prepare_masks(masks, tuple(h.shape[1:3])), h.dtype)
     total = ops.sum(h, axis=(1, 2))
     outside = ops.sum(ops.multiply(h, 1.0 - m), axis=(1, 2))
     return ops.mean(ops.divide(outside, ops.maximum(total, 1e-12)))

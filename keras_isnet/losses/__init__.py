@@ -1,7 +1,7 @@
 """ISNet losses: the heatmap loss, global weighted rank pooling, mask preparation, cut tune."""
 
 from .gwrp import gwrp
-from .isnet_heatmap_loss import CutAccumulator, estimate_cuts, isnet_heatmap_loss
+from .isnet_heatmap_loss import CutAccumulator, estimate_cuts, isnet_heatmap_loss, loss_dtype
 from .masks import prepare_masks
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "estimate_cuts",
     "gwrp",
     "isnet_heatmap_loss",
+    "loss_dtype",
     "prepare_masks",
 ]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import numbers
 
+import keras
 import numpy as np
 from keras import ops
 
 from .gwrp import gwrp
 from .masks import _prepare_masks
 
-__all__ = ["isnet_heatmap_loss", "estimate_cuts", "CutAccumulator"]
+__all__ = ["isnet_heatmap_loss", "estimate_cuts", "CutAccumulator", "loss_dtype"]
 
 FOREGROUND_CHOICES = ("L2", "hybrid", "L1")
 NORM_CHOICES = ("absRoIMean", "RoIMean", "none")
@@ -81,15 +82,18 @@ def isnet_heatmap_loss(
       that, because ``H'`` contains the zeros put in place of the non-finite entries, the
       replacement is never below 0 for +inf (never above 0 for -inf).
 
-    Everything is computed in float32, also for float16/bfloat16 inputs (cast first).
+    Precision: float64 heatmaps (tensors or NumPy arrays) are computed in float64; every
+    other dtype in float32, also float16/bfloat16 (cast first): the loss is never computed
+    below float32, even under a mixed-precision policy, nor below the heatmaps' precision.
 
     **No foreground** (an all-zero mask for a sample): the normaliser becomes
     ``0 / 1e-10 + 1e-10 = 1e-10``, so any non-zero background relevance is multiplied by 1e10,
     ``a`` hits the clamp ``1 - 1e-7`` (1 - 1.19e-7 in float32) and the background term is
-    ``-log(1.19e-7) ~= 15.94`` per channel and map, with zero gradient (the clamp is flat);
-    ``F = 0`` so the left foreground term is 1. The loss is finite: ``~15.94 A + B`` per such
-    sample (``B`` alone if the heatmap is all zero). With ``"RoIMean"`` the same happens, and
-    also whenever the signed foreground mean is close to 0, which makes that norm fragile.
+    ``-log(1.19e-7) ~= 15.94`` (float64: ``-log(1e-7) ~= 16.12``) per channel and map, with
+    zero gradient (the clamp is flat); ``F = 0`` so the left foreground term is 1. The loss is
+    finite: ``~15.94 A + B`` per such sample (``B`` alone if the heatmap is all zero). With
+    ``"RoIMean"`` the same happens, and also whenever the signed foreground mean is close to
+    0, which makes that norm fragile.
 
     Args:
         heatmaps: tensor or array ``(batch, maps, H, W, C)``, channels-last, any float dtype.
@@ -111,7 +115,8 @@ def isnet_heatmap_loss(
         reduction: ``"mean"`` (default: scalar) or ``"none"`` (one value per sample).
 
     Returns:
-        float32 tensor: scalar for ``reduction="mean"``, shape ``(batch,)`` for ``"none"``.
+        float32 tensor (float64 for float64 heatmaps): scalar for ``reduction="mean"``,
+        shape ``(batch,)`` for ``"none"``.
 
     Raises:
         ValueError: unknown ``foreground``/``norm``/``reduction`` (lists the valid choices),
@@ -148,7 +153,7 @@ def isnet_heatmap_loss(
             f"`heatmaps` of shape {shape}: H, W and C of the layout (batch, maps, H, W, C) "
             "must be known statically."
         )
-    h = ops.cast(h, "float32")  # also for float16 / bfloat16 inputs
+    h = ops.cast(h, loss_dtype(h.dtype))  # float16 / bfloat16 -> float32; float64 stays
 
     m = _prepare_masks(
         masks,
@@ -158,7 +163,7 @@ def isnet_heatmap_loss(
         arg="masks",
     )
     # Broadcast to all maps and channels: (batch, maps, H, W, C).
-    mask = m[:, None, :, :, None] * ops.ones_like(h)
+    mask = ops.cast(m, h.dtype)[:, None, :, :, None] * ops.ones_like(h)
     inv_mask = 1.0 - mask
 
     h = _replace_non_finite(h, mask)
@@ -206,6 +211,20 @@ def isnet_heatmap_loss(
     if reduction == "mean":
         return ops.mean(per_sample)
     return per_sample
+
+
+def loss_dtype(dtype) -> str:
+    """The dtype a loss on tensors of ``dtype`` is computed in: ``"float64"`` for float64,
+    ``"float32"`` for anything else (float16, bfloat16, float32, integers).
+
+    Losses are never computed below float32, so that a mixed-precision policy keeps float32
+    losses, nor below the inputs' precision, so that a float64 model trains on float64 losses.
+
+    Example:
+        >>> loss_dtype("float16"), loss_dtype("float64")
+        ('float32', 'float64')
+    """
+    return "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
 
 
 def _l2_right(f, C1, C2):

@@ -39,8 +39,8 @@ def prepare_masks(masks, heatmap_spatial_shape, *, batch_size=None):
 
     Raises:
         ValueError: on a non-binary mask (the message gives how many values are bad and one
-            example), a mask of wrong rank, a batch-size mismatch, or a spatial size that is not
-            an integer multiple of ``(H, W)`` (the message names both shapes).
+            example), a mask of wrong or unknown rank, a batch-size mismatch, or a spatial
+            size that is not an integer multiple of ``(H, W)`` (the message names both shapes).
 
     Example:
         >>> import numpy as np
@@ -64,8 +64,13 @@ def _prepare_masks(masks, spatial, batch_size, *, target, arg):
     """Shared implementation; ``target`` describes the heatmaps in error messages."""
     h, w = spatial
     m = ops.convert_to_tensor(masks)
-    shape = tuple(m.shape)
     expected = "(batch, H, W) or (batch, H, W, 1)"
+    if ops.ndim(m) is None:
+        raise ValueError(
+            f"`{arg}` has an unknown rank (a traced function whose input signature was "
+            f"relaxed); reshape it to {expected} before the loss, for {target}."
+        )
+    shape = tuple(m.shape)
 
     def shape_error(reason):
         return ValueError(
