@@ -19,7 +19,14 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_isnet.rules.base import KernelCall, Rule, negative, positive, safe_divide, stabilize
+from keras_isnet.rules.base import (
+    KernelCall,
+    Rule,
+    negative,
+    positive,
+    safe_divide,
+    stabilize,
+)
 
 
 def _is_zero(bound) -> bool:
@@ -42,9 +49,25 @@ class BoundedRule(Rule):
         self.epsilon = epsilon
 
     def __call__(self, call: KernelCall, R):
+        # Everything but R is shared by the walks of one forward pass (one per class for the
+        # original ISNet), so it is computed once per layer call.
+        key = ("bounded", repr(self.low), repr(self.high), self.epsilon)
+        inverse, inputs, transposes = call.cached(key, lambda: self._prepare(call))
+        s = ops.multiply(R, inverse)
+        if transposes is None:
+            return ops.multiply(call.x, call.pullback(s))
+        # x W^T s - low W+^T s - high W-^T s, the transposes in one call where possible.
+        terms = transposes(s)
+        relevance = ops.multiply(call.x, terms[0])
+        for value, term in zip(inputs, terms[1:], strict=True):
+            relevance = ops.add(relevance, ops.multiply(value, term))
+        return relevance
+
+    def _prepare(self, call):
+        """``(1 / stabilised z, [-bound, ...], transposes)`` of one layer call."""
         x = call.x
         z = call.z_nobias
-        kernels, inputs = [call.kernel], [x]
+        kernels, inputs = [call.kernel], []
         for bound, part in ((self.low, positive), (self.high, negative)):
             if _is_zero(bound):
                 continue  # a zero bound contributes nothing to z or R
@@ -54,12 +77,8 @@ class BoundedRule(Rule):
             z = ops.subtract(z, call.linear(full, kernel))
             kernels.append(kernel)
             inputs.append(ops.negative(full))
-        s = safe_divide(R, z) if self.epsilon is None else ops.divide(R, stabilize(z, self.epsilon))
-        if len(kernels) == 1:
-            return ops.multiply(x, call.pullback(s))
-        # x W^T s - low W+^T s - high W-^T s, the transposes in one call where possible.
-        terms = call.transposes(kernels)(s)
-        relevance = ops.multiply(x, terms[0])
-        for value, term in zip(inputs[1:], terms[1:], strict=True):
-            relevance = ops.add(relevance, ops.multiply(value, term))
-        return relevance
+        if self.epsilon is None:
+            inverse = safe_divide(ops.ones_like(z), z)
+        else:
+            inverse = ops.reciprocal(stabilize(z, self.epsilon))
+        return inverse, inputs, (call.transposes(kernels) if inputs else None)
