@@ -266,30 +266,10 @@ def test_renorm_is_rejected():
 # ------------------------------------------------------------------------------------------
 
 
-class _Float64Ops:
-    """``keras.ops`` in which ``cast(..., "float32")`` keeps float64 (the ISNet losses are
-    computed in float32 by design; see ``tests/test_isnet.py``)."""
-
-    def __getattr__(self, name):
-        return getattr(keras.ops, name)
-
-    @staticmethod
-    def cast(x, dtype):
-        return keras.ops.cast(x, "float64" if str(dtype) == "float32" else dtype)
-
-
 @pytest.fixture
-def float64(monkeypatch):
-    import importlib
-
+def float64():
     old = keras.config.floatx()
     keras.config.set_floatx("float64")
-    for name in (
-        "keras_isnet.losses.isnet_heatmap_loss",
-        "keras_isnet.losses.masks",
-        "keras_isnet.isnet.model",
-    ):
-        monkeypatch.setattr(importlib.import_module(name), "ops", _Float64Ops())
     try:
         yield
     finally:

@@ -357,8 +357,12 @@ def test_multiworker_example_workers_agree(tmp_path):
     outputs = []
     try:
         for proc in procs:
-            out, _ = proc.communicate(timeout=120)
+            # Bounded, but generous: two TensorFlow processes share the cores with whatever
+            # else runs (each takes 40-60 s on a loaded 2-core machine).
+            out, _ = proc.communicate(timeout=300)
             outputs.append(out)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a worker did not finish in 300 s (stuck collective or port clash?)")
     finally:
         for proc in procs:
             if proc.poll() is None:
