@@ -28,8 +28,9 @@ def stabilize(z, epsilon: float):
     The shift is piecewise constant, so it is added as a constant: the gradient with respect
     to ``z`` is 1 (as for the formula) and costs no extra operations in a training step.
     """
-    sign = ops.subtract(ops.multiply(ops.cast(ops.greater_equal(z, 0), z.dtype), 2.0), 1.0)
-    return ops.add(z, ops.stop_gradient(ops.multiply(sign, epsilon)))
+    positive = ops.cast(ops.greater_equal(z, 0), z.dtype)
+    shift = ops.subtract(ops.multiply(positive, 2.0 * epsilon), epsilon)  # +-epsilon
+    return ops.add(z, ops.stop_gradient(shift))
 
 
 def positive(w):
