@@ -813,7 +813,7 @@ def test_every_data_form_trains_identically():
     forms = {
         "tf.data": lambda isnet: isnet.fit(ki.isnet_dataset(x, y, m, batch_size=bs, shuffle=False)),
         "PyDataset": lambda isnet: isnet.fit(_Batches(x, y, m, bs)),
-        "generator": lambda isnet: isnet.fit(generator(), steps_per_epoch=2),
+        "generator": lambda isnet: isnet.fit(generator(), steps_per_epoch=2, shuffle=False),
         "numpy": lambda isnet: isnet.fit(x, y, sample_weight=m, batch_size=bs, shuffle=False),
         "numpy (n, H, W, 1)": lambda isnet: isnet.fit(
             x, y, sample_weight=m[..., None], batch_size=bs, shuffle=False
