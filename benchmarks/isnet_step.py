@@ -5,7 +5,10 @@ Run: python benchmarks/isnet_step.py [--model demo|vgg|resnet] [--batch N] [--si
 
 For one model architecture and one batch, it builds the plain classifier (cross-entropy)
 and a selective, stochastic and original (10 classes) ISNet of the same architecture and
-weights, and times one optimizer step (``train_on_batch``) of each. The steps are
+weights, and times one optimizer step (``train_on_batch``) of each. A fourth ISNet, the
+``gradient_x_input`` ablation, is the cheapest heatmap loss there is (one ordinary backward
+pass, differentiated once more): a reference for what any heatmap-based loss costs on the
+architecture. The steps are
 interleaved (plain, selective, stochastic, original, plain, ...), so that a slow phase of the
 machine hits all of them alike; each row is the median over the repeats, divided by the
 plain step's median. Targets (issue 4): selective <= 2.5x plain; original <= 0.6 x classes x
