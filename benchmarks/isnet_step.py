@@ -96,7 +96,11 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="default: 64 (demo), 32 (vgg, resnet)")
     p.add_argument("--size", type=int, help="image side; default: 32 (demo), 64 (vgg, resnet)")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--variants", nargs="+", default=["selective", "stochastic", "original"])
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["selective", "stochastic", "original", "gradient_x_input"],
+    )
     p.add_argument("--quick", action="store_true", help="3 repeats, a smoke test")
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
