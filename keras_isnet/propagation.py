@@ -145,7 +145,7 @@ def _forward_kernel(
         call_spec, kernel, bias = result[:3]
         if len(result) > 3:  # training-mode fold: the model's own pre-activation
             z_model = result[3]
-        if len(result) > 4:  # ... and the folded linear part computed from the model's
+        if len(result) > 4:  # ... and the folded linear part, from the model's own call
             linear = result[4]
     if compute_dtype is not None:
         kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)

@@ -12,6 +12,8 @@ CASES = [
     (keras.layers.MaxPooling2D(padding="same"), (2, 7, 9, 3)),  # partial last windows
     (keras.layers.MaxPooling2D(), (2, 7, 9, 3)),  # rows after the last window
     (keras.layers.MaxPooling2D(3), (2, 7, 9, 3)),
+    (keras.layers.MaxPooling2D(3, padding="same"), (2, 7, 8, 3)),  # padding before and after
+    (keras.layers.MaxPooling1D(4, padding="same"), (2, 5, 3)),
     (keras.layers.MaxPooling2D(2, strides=1), (2, 7, 9, 3)),  # overlapping: autodiff
     (keras.layers.MaxPooling1D(), (2, 8, 3)),
     (keras.layers.MaxPooling1D(), (2, 7, 3)),

@@ -80,9 +80,9 @@ class MaxPoolingRouting(RoutingLayer):
             for axis, size in zip(spatial, layer.pool_size, strict=True):
                 r = ops.repeat(r, size, axis=axis)
                 extra = r.shape[axis] - x.shape[axis]
-                if extra > 0:  # "same" padding: the last window was partial
-                    index = [slice(None)] * len(x.shape)
-                    index[axis] = slice(0, x.shape[axis])
+                if extra > 0:  # "same" padding: the windows overhang by `extra` positions,
+                    index = [slice(None)] * len(x.shape)  # extra // 2 of them at the start
+                    index[axis] = slice(extra // 2, extra // 2 + x.shape[axis])
                     r = r[tuple(index)]
                 elif extra < 0:  # "valid" padding: the rows after the last window get none
                     pad = [(0, 0)] * len(x.shape)
