@@ -58,3 +58,24 @@ def test_tune_cuts_needs_a_compiled_isnet_and_epochs():
     isnet.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="epochs"):
         ki.tune_cuts(isnet, data, epochs=0)
+
+
+def test_the_next_fit_trains_with_the_tuned_cuts():
+    """The training epochs of tune_cuts compile the train step with the old cuts; the fit
+    after it must use the new ones: its heatmap loss equals that of a fresh ISNet built with
+    the tuned cuts on the same weights (learning rate 0, P = 1), and differs from the
+    default cuts' loss."""
+    model, x, y, masks = _toy()
+    data = ki.isnet_dataset(x, y, masks, batch_size=48, shuffle=False)
+    isnet = ki.ISNet(model, variant="selective", P=1.0)
+    isnet.compile(optimizer=keras.optimizers.SGD(0.0))
+    c1, c2 = ki.tune_cuts(isnet, data, epochs=1)
+    tuned = isnet.fit(data, epochs=1, verbose=0).history["heatmap_loss"][0]
+
+    def fresh_loss(**cuts):
+        other = ki.ISNet(model, variant="selective", P=1.0, **cuts)
+        other.compile(optimizer=keras.optimizers.SGD(0.0))
+        return other.fit(data, epochs=1, verbose=0).history["heatmap_loss"][0]
+
+    assert tuned == pytest.approx(fresh_loss(C1=c1, C2=c2), rel=1e-6)
+    assert abs(tuned - fresh_loss()) > 1e-3 * abs(tuned)

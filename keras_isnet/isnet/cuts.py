@@ -61,4 +61,7 @@ def tune_cuts(isnet: ISNet, data, *, epochs: int = 5, verbose: int = 0, ddof: in
         accumulator.update(np.asarray(ops.convert_to_numpy(totals)))
     c1, c2 = accumulator.result()
     isnet.loss_kwargs["C1"], isnet.loss_kwargs["C2"] = float(c1), float(c2)
+    # The cuts are constants of the compiled steps: the training epochs above traced them
+    # with the old cuts, so the next fit/evaluate must trace again.
+    isnet.train_function = isnet.test_function = None
     return float(c1), float(c2)
