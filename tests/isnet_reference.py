@@ -1,0 +1,41 @@
+"""The independent reference of the ISNet's training heatmaps, shared by the ISNet tests.
+
+The heatmaps an ISNet trains on must equal ``create_analyzer`` heatmaps for the same rules
+(issue 4): LRP-epsilon 1e-2 on kernel layers, the epsilon-stabilised z-rule on weightless
+layers and the z^B rule with the input bounds at the first layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import keras_isnet as ki
+
+#: the ISNet's LRP epsilon (its default).
+EPS = 1e-2
+
+
+def lrp_analyzer(model, input_bounds=(0.0, 1.0)):
+    """The ``create_analyzer("lrp", ...)`` with the ISNet's rules (``input_bounds=None``: the
+    epsilon rule at the first layer too), explaining the output index it is given."""
+    first = None if input_bounds is None else ki.rules.BoundedRule(*input_bounds, epsilon=EPS)
+    return ki.create_analyzer(
+        "lrp",
+        model,
+        rule=ki.rules.EpsilonRule(epsilon=EPS),
+        input_layer_rule=first,
+        weightless_epsilon=EPS,
+        neuron_selection_mode="index",
+    )
+
+
+def assert_class_maps_equal(maps, analyzer, x, *, selection=None, rtol=1e-5, atol=1e-6):
+    """``maps[:, k]`` equals ``analyzer.analyze(x, neuron_selection=selection(k))`` for every
+    class k (``selection`` default: the index k), to ``rtol`` and ``atol`` times the largest
+    absolute reference value (which must be > 0)."""
+    maps = np.asarray(maps)
+    for k in range(maps.shape[1]):
+        expected = analyzer.analyze(x, neuron_selection=k if selection is None else selection(k))
+        scale = np.abs(expected).max()
+        assert scale > 0, f"class {k}: the reference heatmap is all zero"
+        np.testing.assert_allclose(maps[:, k], expected, rtol=rtol, atol=atol * scale)
