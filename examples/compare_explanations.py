@@ -40,6 +40,8 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=16, help="confounding images scored (default 16)")
     p.add_argument("--out", default="compare-explanations", help="output folder")
     args = p.parse_args(argv)
+    if args.n < 1 or args.epochs < 1:
+        p.error(f"--n and --epochs must be >= 1, got --n {args.n} --epochs {args.epochs}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -80,7 +82,10 @@ def _figure(images, maps, path, n=4):
     import matplotlib.pyplot as plt
 
     keys = list(maps)
-    fig, axes = plt.subplots(n, len(keys) + 1, figsize=(1.8 * (len(keys) + 1), 1.8 * n))
+    n = min(n, len(images))  # the first n scored images (fewer with --n below 4)
+    fig, axes = plt.subplots(
+        n, len(keys) + 1, figsize=(1.8 * (len(keys) + 1), 1.8 * n), squeeze=False
+    )
     for i in range(n):
         axes[i, 0].imshow(images[i, ..., 0], cmap="gray")
         for j, key in enumerate(keys):
