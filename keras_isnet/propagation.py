@@ -85,8 +85,8 @@ def forward(
             ``kernel_override(step)`` returning None or ``override(spec, x) -> (call_spec,
             kernel, bias)`` for kernel steps that compute with other weights. The model's
             weights are never changed. An override may return a fourth element, the
-            pre-activation as the model computes it: the step's output then has the folded
-            value and that tensor's gradient (training-mode BatchNorm folds).
+            pre-activation as the model computes it: the step's output is then that tensor
+            (equal to the folded layer's up to round-off; training-mode BatchNorm folds).
         compute_dtype: if given (``"float64"``), every step computes in this dtype: kernel
             layers with their weights cast to it, weightless layers through their ``call``
             (skipping Keras' cast to the layer's float32 compute dtype), other layers on
@@ -161,12 +161,11 @@ def _forward_kernel(
     call = KernelCall(
         call_spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
     )
-    z = call.z
-    if z_model is not None:
-        # The value of the folded layer, the gradient of the model's own computation (BN
-        # with batch statistics that carry their gradient): the rules see the folded
-        # weights, the forward outputs differentiate as in plain Keras training.
-        z = ops.add(ops.stop_gradient(z), ops.subtract(z_model, ops.stop_gradient(z_model)))
+    # With a training-mode fold the forward output is the model's own computation (BN with
+    # batch statistics that carry their gradient), so that it differentiates as in plain
+    # Keras training; its value is the folded layer's up to round-off. The rules see the
+    # folded weights through ``call``.
+    z = call.z if z_model is None else z_model
     activation = None if step.index in linear_steps else spec.activation(layer)
     if activation is None:
         y, pull_activation = z, None
