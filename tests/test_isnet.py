@@ -661,6 +661,31 @@ def test_non_binary_mask_raises_and_keeps_weights(form):
     raises_and_keeps_weights(isnet, ValueError, fit, "binary")
 
 
+@pytest.mark.parametrize("entry", ["fit", "train_on_batch", "evaluate"])
+@pytest.mark.parametrize("mistake", ["no masks", "mask shape", "non-binary"])
+def test_a_corrected_call_after_a_failed_one_trains_as_a_fresh_model(entry, mistake):
+    """Keras caches the step function of the first call; a call that fails while tracing it
+    used to leave it half-built, and the next, correct call then failed with "Creating
+    variables on a non-first call". The corrected call must give what a fresh ISNet gives."""
+    x, y, m = toy_data(n=8)
+    bad = {"no masks": None, "mask shape": np.ones((8, 6, 6), "float32"), "non-binary": m / 2}
+
+    def call(isnet, masks):
+        if entry == "fit":
+            history = isnet.fit(x, y, sample_weight=masks, batch_size=8, shuffle=False, verbose=0)
+            return history.history["loss"][-1]
+        if entry == "train_on_batch":
+            return isnet.train_on_batch(x, y, sample_weight=masks)
+        return isnet.evaluate(x, y, sample_weight=masks, batch_size=8, verbose=0)
+
+    failed = compiled_isnet()
+    if not (entry == "evaluate" and mistake == "no masks"):  # evaluate without masks is valid
+        raises_and_keeps_weights(failed, ValueError, lambda: call(failed, bad[mistake]))
+    fresh = compiled_isnet()
+    np.testing.assert_allclose(call(failed, m), call(fresh, m), rtol=1e-6)
+    assert same_weights(weights_of(failed), weights_of(fresh))
+
+
 def test_all_background_mask_gives_a_finite_loss():
     x, y, m = toy_data(n=8)
     isnet = compiled_isnet()

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import ops
 
@@ -220,12 +222,35 @@ class ISNet(keras.Model):
         callbacks = list(callbacks or [])
         if isinstance(self.P, dict):
             callbacks.append(_PSchedule(self))
-        with backend.value_errors():
+        with self._guarded():
             return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        with backend.value_errors():
+        with self._guarded():
             return super().evaluate(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        with self._guarded():
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with self._guarded():
+            return super().test_on_batch(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _guarded(self):
+        """Around Keras' training and evaluation entry points: non-binary masks raise a
+        ``ValueError``, and a failed call drops Keras' cached step functions. A call that fails
+        while its step is being traced (masks missing or of the wrong shape) leaves them
+        half-built, and Keras' next call, even a correct one, would fail with "Creating
+        variables on a non-first call to a function decorated with tf.function"; dropped,
+        the corrected call traces afresh."""
+        try:
+            with backend.value_errors():
+                yield
+        except Exception:
+            self.train_function = self.test_function = None
+            raise
 
     # ------------------------------------------------------------------------ calls
     def call(self, inputs, training=False):
