@@ -13,6 +13,7 @@ two functions with ``jax.vjp`` and ``jax.jit``.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable, Sequence
 
 import keras
@@ -123,8 +124,19 @@ def scale_loss_for_distribution(loss):
     return loss if replicas == 1 else loss / replicas
 
 
-#: marker of the messages of :func:`assert_binary`, so that :func:`value_errors` finds them.
-BINARY_MARKER = "[keras_isnet: non-binary mask]"
+#: marker of the messages of the in-graph checks below, so that :func:`value_errors` finds them.
+CHECK_MARKER = "[keras_isnet]"
+
+
+def _gated(ok, data, x, gated):
+    """``x`` (and ``gated``) released only after ``tf.debugging.Assert(ok, data)``."""
+    import tensorflow as tf
+
+    check = tf.debugging.Assert(ok, [CHECK_MARKER, *data])
+    with tf.control_dependencies([check]):
+        if not gated:
+            return tf.identity(x)
+        return (tf.identity(x), *(tf.identity(g) for g in gated))
 
 
 def assert_binary(x, *gated, what: str = "masks"):
@@ -140,22 +152,45 @@ def assert_binary(x, *gated, what: str = "masks"):
 
     x = tf.convert_to_tensor(x)
     bad = tf.logical_not(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
-    check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(bad)),
-        [
-            f"{BINARY_MARKER} {what} must hold only 0 (background) and 1 (foreground); "
-            "found another value, e.g.",
-            tf.boolean_mask(x, bad)[:1],
-        ],
-    )
-    with tf.control_dependencies([check]):
-        if not gated:
-            return tf.identity(x)
-        return (tf.identity(x), *(tf.identity(g) for g in gated))
+    data = [
+        f"Non-binary mask: {what} must hold only 0 (background) and 1 (foreground); "
+        "threshold soft masks first (e.g. masks > 0.5). Found the value",
+        tf.boolean_mask(x, bad)[:1],
+    ]
+    return _gated(tf.logical_not(tf.reduce_any(bad)), data, x, gated)
+
+
+def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
+    """``x`` (and ``gated``), released only after checking ``low <= x <= high`` (``low`` and
+    ``high`` numbers or arrays broadcastable to ``x``), with a tolerance of 1e-3 of the range
+    for round-off. Works like :func:`assert_binary`; ``hint`` says what to do.
+    """
+    _require_tensorflow("assert_within")
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    low_t = tf.cast(tf.convert_to_tensor(low), x.dtype)
+    high_t = tf.cast(tf.convert_to_tensor(high), x.dtype)
+    slack = 1e-3 * (high_t - low_t)
+    ok = tf.logical_and(tf.reduce_all(x >= low_t - slack), tf.reduce_all(x <= high_t + slack))
+    data = [
+        f"{what} outside the bounds ({_short(low)}, {_short(high)}). {hint} Found values from",
+        tf.reduce_min(x),
+        "to",
+        tf.reduce_max(x),
+    ]
+    return _gated(ok, data, x, gated)
+
+
+def _short(bound) -> str:
+    """A bound for a message: the number, or ``array of shape ...`` for arrays."""
+    shape = getattr(bound, "shape", ())
+    return f"array of shape {tuple(shape)}" if len(shape) else f"{float(bound):g}"
 
 
 class value_errors:
-    """Context manager: re-raise :func:`assert_binary` failures as ``ValueError``."""
+    """Context manager: re-raise the failures of :func:`assert_binary` and
+    :func:`assert_within` as ``ValueError`` with their message."""
 
     def __enter__(self):
         return self
@@ -165,12 +200,28 @@ class value_errors:
             return False
         import tensorflow as tf
 
-        if isinstance(exc, tf.errors.InvalidArgumentError) and BINARY_MARKER in str(exc):
-            text = str(exc)
-            start = text.index(BINARY_MARKER) + len(BINARY_MARKER)
-            detail = text[start:].split("\n")[0].strip()
-            raise ValueError(
-                f"Non-binary mask: {detail} Masks are 1 on the foreground and 0 on the "
-                "background; threshold soft masks first (e.g. masks > 0.5)."
-            ) from None
+        if isinstance(exc, tf.errors.InvalidArgumentError) and CHECK_MARKER in str(exc):
+            raise ValueError(_assert_message(str(exc))) from None
         return False
+
+
+def _assert_message(text: str) -> str:
+    """The data of a failed ``tf.debugging.Assert`` after :data:`CHECK_MARKER`, as one line.
+
+    In a graph it reads ``assertion failed: [[marker]] [a] [b]`` followed by the node; run
+    eagerly, ``Summarized data: b'[marker]'`` then one datum per line, strings as bytes.
+    """
+    rest = text[text.index(CHECK_MARKER) + len(CHECK_MARKER) :].split("\n\t")[0]
+    pieces = []
+    for line in rest.split("\n"):
+        for piece in line.split("] ["):
+            piece = piece.strip()
+            if piece[:2] in ("b'", 'b"'):
+                try:
+                    piece = ast.literal_eval(piece).decode()
+                except (ValueError, SyntaxError):
+                    pass
+            piece = piece.strip(" []'")
+            if piece:
+                pieces.append(piece)
+    return " ".join(pieces)

@@ -10,6 +10,7 @@ checkpoints, tf.distribute) is in ``tests/test_isnet_training.py``.
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -684,6 +685,70 @@ def test_a_corrected_call_after_a_failed_one_trains_as_a_fresh_model(entry, mist
     fresh = compiled_isnet()
     np.testing.assert_allclose(call(failed, m), call(fresh, m), rtol=1e-6)
     assert same_weights(weights_of(failed), weights_of(fresh))
+
+
+def found_range(msg):
+    """The ``(min, max)`` an input-bounds error reports."""
+    match = re.search(r"Found values from (\S+) to (\S+)", msg)
+    assert match, msg
+    return float(match[1]), float(match[2])
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["graph", "eager"])
+def test_images_outside_the_input_bounds_raise_and_keep_weights(run_eagerly):
+    """The z^B rule of the first layer is only defined for low <= x <= high: images in
+    [0, 255] under the default bounds (0, 1) used to train silently on a loss of ~1e5."""
+    x, y, m = toy_data(n=8)
+    isnet = compiled_isnet(run_eagerly=run_eagerly)
+    msg = raises_and_keeps_weights(
+        isnet,
+        ValueError,
+        lambda: isnet.fit(x * 255, y, sample_weight=m, batch_size=8, verbose=0),
+        "outside the bounds",
+    )
+    assert "(0, 1)" in msg and "input_bounds=None" in msg
+    assert found_range(msg) == pytest.approx((x.min() * 255, x.max() * 255), rel=1e-6)
+    msg = raises_and_keeps_weights(
+        isnet, ValueError, lambda: isnet.evaluate(x - 0.5, y, sample_weight=m, verbose=0)
+    )
+    assert found_range(msg) == pytest.approx(((x - 0.5).min(), (x - 0.5).max()), rel=1e-6)
+    # round-off at the bounds passes (1e-3 of the range); so does input_bounds=None
+    isnet.fit(np.clip(x, 0, 1) * (1 + 5e-4), y, sample_weight=m, batch_size=8, verbose=0)
+    free = compiled_isnet(input_bounds=None, run_eagerly=run_eagerly)
+    free.fit(x * 255, y, sample_weight=m, batch_size=8, verbose=0)
+
+
+def test_per_channel_input_bounds_are_checked_and_saved(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(2, 3),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    low, high = np.array([-2.0, -1.0, -1.5]), np.array([2.0, 1.0, 1.5])
+    isnet = ki.ISNet(model, input_bounds=(low, high))
+    isnet.compile(optimizer=keras.optimizers.SGD(0.1))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4, 8, 8, 3)).astype("float32")
+    y, m = np.array([0, 1, 2, 0]), np.ones((4, 8, 8), "float32")
+    isnet.fit(x, y, sample_weight=m, verbose=0)  # channel 0 may exceed 1: its bound is 2
+    bad = x.copy()
+    bad[0, 0, 0, 1] = 1.4  # channel 1 is bounded by 1
+    raises_and_keeps_weights(
+        isnet, ValueError, lambda: isnet.fit(bad, y, sample_weight=m, verbose=0), "bounds"
+    )
+    isnet.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    for a, b in zip(loaded.input_bounds, (low, high), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(
+        training_heatmaps(loaded, x, y, m), training_heatmaps(isnet, x, y, m), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="low < high"):
+        ki.ISNet(model, input_bounds=(1.0, 0.0))
 
 
 def test_all_background_mask_gives_a_finite_loss():

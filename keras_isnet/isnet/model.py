@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_isnet import backend
@@ -85,7 +86,10 @@ class ISNet(keras.Model):
             (the value of the largest key <= the current epoch applies).
         epsilon: the LRP epsilon, default 1e-2.
         input_bounds: ``(low, high)`` of the input for the z^B rule at the first layer,
-            default ``(0.0, 1.0)`` (images in [0, 1]); None disables it.
+            default ``(0.0, 1.0)`` (images in [0, 1]); numbers, or per-channel arrays
+            broadcastable to the images for normalised inputs; None uses the epsilon rule
+            there. Training and evaluation batches outside the bounds (by more than 1e-3 of
+            the range) raise a ``ValueError``: the rule is undefined there.
         selective_class: ``"argmin"`` (default; the reference code explains the class with the
             lowest logit, although its docstrings say the highest), ``"argmax"`` or ``"label"``.
         seed: seed of the stochastic variant's random choices.
@@ -156,7 +160,7 @@ class ISNet(keras.Model):
         self.variant = variant
         self.P = P
         self.epsilon = float(epsilon)
-        self.input_bounds = None if input_bounds is None else tuple(input_bounds)
+        self.input_bounds = _input_bounds(input_bounds)
         self.selective_class = selective_class
         self.seed = seed
         self.loss_kwargs = {**LOSS_DEFAULTS, **loss_kwargs}
@@ -332,11 +336,31 @@ class ISNet(keras.Model):
                 "masks, batch_size) or fit(images, labels, sample_weight=masks)."
             )
 
+    def _checked(self, masks, images):
+        """``(masks, images)`` released after the in-graph checks: binary masks, and images
+        within ``input_bounds`` (the z^B rule is only defined there; images in [0, 255]
+        with the default bounds would give meaningless heatmaps and a huge loss)."""
+        masks, images = backend.assert_binary(masks, images)
+        if self.input_bounds is None:
+            return masks, images
+        low, high = self.input_bounds
+        images, masks = backend.assert_within(
+            images,
+            low,
+            high,
+            masks,
+            what="ISNet: images",
+            hint="The z^B rule of the first layer needs low <= x <= high: pass the range your "
+            "images are scaled to as input_bounds (e.g. (0, 255); per-channel arrays for "
+            "normalised images), or input_bounds=None for the epsilon rule there.",
+        )
+        return masks, images
+
     def train_step(self, data):
         images, labels, masks = _unpack(data)
         self._require_masks(masks, "fit")
         masks = _masks_of_known_rank(masks, images)
-        masks, images = backend.assert_binary(masks, images)
+        masks, images = self._checked(masks, images)
         if labels is None:
             raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
         variables = self.trainable_variables
@@ -365,7 +389,7 @@ class ISNet(keras.Model):
                 k: v for k, v in results.items() if k not in ("heatmap_loss", "background_share")
             }
         masks = _masks_of_known_rank(masks, images)
-        masks, images = backend.assert_binary(masks, images)
+        masks, images = self._checked(masks, images)
         total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
         self._update_trackers(total, ce, heat, heatmaps, masks)
         return self._compiled_metrics(labels, logits)
@@ -401,7 +425,9 @@ class ISNet(keras.Model):
             "variant": self.variant,
             "P": self.P,
             "epsilon": self.epsilon,
-            "input_bounds": self.input_bounds,
+            "input_bounds": None
+            if self.input_bounds is None
+            else [np.asarray(b).tolist() for b in self.input_bounds],
             "selective_class": self.selective_class,
             "seed": self.seed,
             "deep_supervision": self.deep_supervision,
@@ -498,3 +524,21 @@ class _PSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._isnet._P_value.assign(self._isnet._P_at(epoch))
+
+
+def _input_bounds(bounds):
+    """``(low, high)`` as numbers or float32 arrays (per-channel bounds given as lists,
+    arrays, or the ``__numpy__`` dicts of configs saved before bounds were stored as lists)."""
+    if bounds is None:
+        return None
+    if len(bounds) != 2:
+        raise ValueError(f"input_bounds must be (low, high) or None, got {bounds!r}.")
+    out = []
+    for b in bounds:
+        if isinstance(b, dict) and b.get("class_name") == "__numpy__":
+            b = b["config"]["value"]
+        b = np.asarray(b, dtype="float32")
+        out.append(float(b) if b.ndim == 0 else b)
+    if np.any(np.asarray(out[0]) >= np.asarray(out[1])):
+        raise ValueError(f"input_bounds must have low < high, got {bounds!r}.")
+    return tuple(out)
