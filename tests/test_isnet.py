@@ -751,6 +751,61 @@ def test_per_channel_input_bounds_are_checked_and_saved(tmp_path):
         ki.ISNet(model, input_bounds=(1.0, 0.0))
 
 
+def test_class_weight_equals_repeating_the_samples():
+    """Keras' class_weight scales each sample's loss (``sum_over_batch_size``): with integer
+    weights the SGD step equals the step on a batch where each sample is repeated w times,
+    scaled by sum(w) / n. Classification and heatmap losses are both weighted."""
+    x, y, m = toy_data(n=8)
+    class_weight = {0: 2, 1: 1, 2: 3}
+    w = np.array([class_weight[int(c)] for c in y])
+    repeat = np.repeat(np.arange(len(y)), w)
+
+    weighted = compiled_isnet()
+    start = weights_of(weighted)
+    weighted.train_on_batch(x, y, sample_weight=m, class_weight=class_weight)
+    repeated = compiled_isnet()
+    repeated.train_on_batch(x[repeat], y[repeat], sample_weight=m[repeat])
+    scale = w.sum() / len(y)
+    for s0, a, b in zip(start, weights_of(weighted), weights_of(repeated), strict=True):
+        np.testing.assert_allclose(a - s0, scale * (b - s0), rtol=2e-5, atol=1e-7)
+    # fit takes it too; a later call without class_weight is unweighted again
+    fitted = compiled_isnet()
+    fitted.fit(x, y, sample_weight=m, batch_size=8, class_weight=class_weight, verbose=0)
+    for a, b in zip(weights_of(fitted), weights_of(weighted), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    plain = compiled_isnet()
+    plain.set_weights(fitted.get_weights())
+    fitted.train_on_batch(x, y, sample_weight=m)
+    plain.train_on_batch(x, y, sample_weight=m)
+    assert same_weights(weights_of(fitted), weights_of(plain))
+
+
+@pytest.mark.parametrize(
+    "class_weight, match",
+    [({0: 1.0, 3: 2.0}, "key 3"), ({0: -1.0}, "finite and >= 0"), ([1.0, 2.0], "dict")],
+)
+def test_bad_class_weight(class_weight, match):
+    x, y, m = toy_data(n=8)
+    isnet = compiled_isnet()
+    exc = TypeError if isinstance(class_weight, list) else ValueError
+    raises_and_keeps_weights(
+        isnet,
+        exc,
+        lambda: isnet.fit(x, y, sample_weight=m, class_weight=class_weight, verbose=0),
+        match,
+    )
+
+
+def test_class_weight_is_refused_for_segmentation_outputs():
+    inputs = keras.Input((8, 8, 1))
+    unet = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    isnet = ki.ISNet(unet)
+    isnet.compile(optimizer="sgd")
+    x, _, m = toy_data(n=4)
+    with pytest.raises(ValueError, match=r"\(batch, classes\).*\(None, 8, 8, 2\)"):
+        isnet.fit(x, m.astype("int32"), sample_weight=m, class_weight={0: 1.0}, verbose=0)
+
+
 def test_all_background_mask_gives_a_finite_loss():
     x, y, m = toy_data(n=8)
     isnet = compiled_isnet()

@@ -175,6 +175,7 @@ class ISNet(keras.Model):
         self.deep_supervision = None
         self.dLoss = float(dLoss)
         self._hidden_keys = {}
+        self._class_weights = None  # set by fit(class_weight=...) for its steps
         if deep_supervision:
             if variant not in ("selective", "stochastic"):
                 raise ValueError(
@@ -219,7 +220,14 @@ class ISNet(keras.Model):
         keys = sorted(int(k) for k in self.P if int(k) <= epoch)
         return float({int(k): v for k, v in self.P.items()}[keys[-1]])
 
-    def fit(self, *args, callbacks=None, **kwargs):
+    def fit(self, *args, callbacks=None, class_weight=None, **kwargs):
+        """Keras' ``fit``; batches are ``(images, labels, masks)`` (see the class docstring).
+
+        ``class_weight`` (``{class: weight}``, missing classes 1.0) weights each sample's
+        classification and heatmap losses by its class, as Keras' ``class_weight`` weights the
+        loss; the masks occupy Keras' ``sample_weight``, so the ISNet applies it itself.
+        """
+        self._use_class_weight(class_weight)
         data = args[0] if args else kwargs.get("x")
         if hasattr(data, "element_spec") and "shuffle" not in kwargs:
             kwargs["shuffle"] = False  # a tf.data.Dataset shuffles itself (isnet_dataset does)
@@ -233,9 +241,45 @@ class ISNet(keras.Model):
         with self._guarded():
             return super().evaluate(*args, **kwargs)
 
-    def train_on_batch(self, *args, **kwargs):
+    def train_on_batch(self, *args, class_weight=None, **kwargs):
+        self._use_class_weight(class_weight)
         with self._guarded():
             return super().train_on_batch(*args, **kwargs)
+
+    def _use_class_weight(self, class_weight):
+        """Store ``class_weight`` as a ``(classes,)`` array for the next training steps (a
+        change retraces the step)."""
+        weights = None if class_weight is None else self._class_weight_array(class_weight)
+        old = self._class_weights
+        same = (old is None and weights is None) or (
+            old is not None and weights is not None and np.array_equal(old, weights)
+        )
+        if not same:
+            self._class_weights = weights
+            self.train_function = None
+
+    def _class_weight_array(self, class_weight):
+        shape = self.classifier.output_shape
+        if not isinstance(class_weight, dict):
+            raise TypeError(
+                f"class_weight must be a dict {{class index: weight}}, got "
+                f"{type(class_weight).__name__}."
+            )
+        if len(shape) != 2:
+            raise ValueError(
+                f"class_weight is for classifiers with (batch, classes) outputs; this model's "
+                f"output has shape {shape}. For segmentation, balance classes in the data."
+            )
+        weights = np.ones(shape[-1], dtype="float32")
+        for key, value in class_weight.items():
+            if not (isinstance(key, (int, np.integer)) and 0 <= key < shape[-1]):
+                raise ValueError(
+                    f"class_weight key {key!r} is not a class index in [0, {shape[-1]})."
+                )
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"class_weight[{key}] must be finite and >= 0, got {value!r}.")
+            weights[key] = value
+        return weights
 
     def test_on_batch(self, *args, **kwargs):
         with self._guarded():
@@ -265,7 +309,9 @@ class ISNet(keras.Model):
         extra = [m for m in super().metrics if m not in self._metric_list and m.name != "loss"]
         return self._metric_list + extra
 
-    def _isnet_losses(self, images, labels, masks, training):
+    def _isnet_losses(self, images, labels, masks, training, weights=None):
+        """``(total, ce, heat, logits, heatmaps)``; ``weights``: optional per-sample loss
+        weights ``(batch,)`` (class weights), the losses then ``mean(weights * loss)``."""
         out = self.heatmaps.logits_and_heatmaps(
             images,
             labels,
@@ -275,27 +321,26 @@ class ISNet(keras.Model):
             hidden=self._hidden_keys or None,
         )
         logits, heatmaps = out[0], out[1]
-        ce = self._classification_loss(labels, logits)
+        ce = classification_loss(labels, logits, sample_weight=weights)
         if self.deep_supervision:
             heat = self._deep_supervision_loss(heatmaps, out[2], masks)
         else:
             heat = self._heatmap_loss(heatmaps, masks)
+        heat = _weighted_mean(heat, weights)
         P = ops.cast(self._P_value, ce.dtype)
         total = ops.add(ops.multiply(1.0 - P, ce), ops.multiply(P, heat))
         return total, ce, heat, logits, heatmaps
 
-    def _classification_loss(self, labels, logits):
-        return classification_loss(labels, logits)
-
     def _heatmap_loss(self, heatmaps, masks):
-        kwargs = dict(self.loss_kwargs)
+        """The heatmap loss per sample ``(batch,)``."""
+        kwargs = dict(self.loss_kwargs, reduction="none")
         c1, c2 = kwargs.pop("C1"), kwargs.pop("C2")
         if self.variant == "dual" and isinstance(c1, (tuple, list)):
             losses = [
                 isnet_heatmap_loss(heatmaps[:, i : i + 1], masks, C1=c1[i], C2=c2[i], **kwargs)
                 for i in range(2)
             ]
-            return ops.mean(ops.stack(losses))
+            return ops.mean(ops.stack(losses, axis=-1), axis=-1)
         return isnet_heatmap_loss(heatmaps, masks, C1=c1, C2=c2, **kwargs)
 
     def _deep_supervision_loss(self, heatmaps, hidden, masks):
@@ -320,7 +365,7 @@ class ISNet(keras.Model):
                     hidden[name], masks, C1=cuts["C1"], C2=cuts["C2"], reduction="none", **kwargs
                 )
             )
-        return ops.mean(gwrp(ops.stack(per_layer, axis=-1), self.dLoss, axis=-1))
+        return gwrp(ops.stack(per_layer, axis=-1), self.dLoss, axis=-1)  # per sample
 
     def _update_trackers(self, total, ce, heat, heatmaps, masks):
         self._trackers["loss"].update_state(total)
@@ -365,8 +410,14 @@ class ISNet(keras.Model):
             raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
         variables = self.trainable_variables
 
+        weights = None
+        if self._class_weights is not None:
+            weights = ops.take(ops.convert_to_tensor(self._class_weights), _sparse_labels(labels))
+
         def loss_fn():
-            total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, True)
+            total, ce, heat, logits, heatmaps = self._isnet_losses(
+                images, labels, masks, True, weights
+            )
             for extra in self.classifier.losses:
                 total = ops.add(total, extra)
             return backend.scale_loss_for_distribution(total), (total, ce, heat, logits, heatmaps)
@@ -381,7 +432,7 @@ class ISNet(keras.Model):
         images, labels, masks = _unpack(data)
         if masks is None:
             logits = self.heatmaps.logits(images, training=False)
-            ce = self._classification_loss(labels, logits)
+            ce = classification_loss(labels, logits)
             self._trackers["loss"].update_state(ce)
             self._trackers["classification_loss"].update_state(ce)
             results = self._compiled_metrics(labels, logits)
@@ -475,7 +526,7 @@ def _labels_for(labels, logits):
     return _sparse_labels(labels)
 
 
-def classification_loss(labels, logits):
+def classification_loss(labels, logits, sample_weight=None):
     """Mean sparse cross-entropy on logits, in float32 (float64 for float64 logits).
 
     The loss is never computed below float32 (float16/bfloat16 logits of a mixed-precision
@@ -485,10 +536,23 @@ def classification_loss(labels, logits):
         labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; for dense outputs,
             per-pixel labels ``(batch, H, W)`` (the mean is then over pixels too).
         logits: ``(batch, K)`` or ``(batch, H, W, K)``.
+        sample_weight: optional ``(batch,)`` weights: ``mean(sample_weight * ce)`` (Keras'
+            ``sum_over_batch_size``), default None (unweighted).
     """
     logits = ops.cast(logits, loss_dtype(logits.dtype))
     sparse = _labels_for(labels, logits)
-    return ops.mean(keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True))
+    ce = keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True)
+    return _weighted_mean(ce, sample_weight)
+
+
+def _weighted_mean(per_sample, weights=None):
+    """``mean(per_sample)``, or ``mean(weights * per_sample)`` with ``weights`` ``(batch,)``
+    broadcast over any further axes of ``per_sample``."""
+    if weights is None:
+        return ops.mean(per_sample)
+    weights = ops.cast(weights, per_sample.dtype)
+    weights = ops.reshape(weights, (-1,) + (1,) * (len(per_sample.shape) - 1))
+    return ops.mean(ops.multiply(per_sample, weights))
 
 
 def _check_loss_options(kwargs):
