@@ -24,6 +24,7 @@ from keras_isnet.conservation import ConservationReport, conservation_report
 from keras_isnet.graph import ModelWalkError
 from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset, tune_cuts
 from keras_isnet.layers import register_reverse_rule
+from keras_isnet.output_activation import model_wo_output_activation, model_wo_softmax
 from keras_isnet.segmentation import class_region_selection, predicted_class_selection
 
 __version__ = "0.1.0"
@@ -46,6 +47,8 @@ __all__ = [
     "datasets",
     "fold_batch_norm",
     "isnet_dataset",
+    "model_wo_output_activation",
+    "model_wo_softmax",
     "layers",
     "losses",
     "metrics",
