@@ -199,7 +199,29 @@ def _forward_generic(step, keys, tensors, training, compute_dtype=None):
         return outputs
 
     outputs, pull = vjp(run, tensors)
-    return Record(step, keys, tensors, outputs, pull)
+    # Some layers lose static shapes in a graph (image augmentation in training mode): give
+    # the outputs the model's symbolic shapes, and the cotangents their inputs' shapes.
+    symbolic = list(getattr(step.node, "output_tensors", None) or [])
+    if len(symbolic) == len(outputs):
+        outputs = [_with_static_shape(o, s.shape) for o, s in zip(outputs, symbolic, strict=True)]
+
+    def pullback(cotangents):
+        grads = pull(cotangents)
+        return [_with_static_shape(g, t.shape) for g, t in zip(grads, tensors, strict=True)]
+
+    return Record(step, keys, tensors, outputs, pullback)
+
+
+def _with_static_shape(t, shape):
+    """``t`` reshaped to ``shape`` (None: unknown) where ``t``'s own static shape knows less
+    and ``shape`` has at most one unknown dimension; else ``t`` unchanged."""
+    if t is None or shape is None or not hasattr(t, "shape") or len(t.shape) != len(shape):
+        return t
+    if all(a is not None or b is None for a, b in zip(t.shape, shape, strict=True)):
+        return t
+    if sum(d is None for d in shape) > 1:
+        return t
+    return ops.reshape(t, [-1 if d is None else d for d in shape])
 
 
 def backward(

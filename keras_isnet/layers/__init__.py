@@ -6,6 +6,7 @@ Importing this package registers every built-in description; custom layers are a
 
 from keras_isnet.layers import (  # noqa: F401  (imported for their registrations)
     activation,
+    augmentation,
     convolution,
     dense,
     embedding,
