@@ -269,15 +269,23 @@ class LRP(Analyzer):
                 bn = fold.before
                 self._nonnegative[bn.outputs[0]] = self._nonnegative.get(bn.inputs[0], False)
         by_index = {step.index: step for step in self._steps}
-        for index, why in plan.fallbacks.items():
-            if index in self._active:
-                warnings.warn(
-                    f"BatchNormalization layer {by_index[index].path!r} cannot be folded into "
-                    f"a neighbouring Dense/conv layer ({why}); relevance passes through it "
-                    "unchanged (bn_rule='pass' for this layer). Pass bn_rule='pass' or "
-                    "'linear' to choose explicitly.",
-                    stacklevel=4,
-                )
+        unfolded = [
+            (by_index[index].path, why)
+            for index, why in plan.fallbacks.items()
+            if index in self._active
+        ]
+        if unfolded:  # one warning, not one per layer (a DenseNet has dozens)
+            shown = "; ".join(f"{path!r} ({why})" for path, why in unfolded[:5])
+            if len(unfolded) > 5:
+                rest = ", ".join(repr(path) for path, _ in unfolded[5:])
+                shown += f"; and {len(unfolded) - 5} more: {rest}"
+            warnings.warn(
+                f"{len(unfolded)} BatchNormalization layer(s) cannot be folded into a "
+                f"neighbouring Dense/conv layer: {shown}. Relevance passes through them "
+                "unchanged (bn_rule='pass' for these layers). Pass bn_rule='pass' or "
+                "'linear' to choose explicitly.",
+                stacklevel=4,
+            )
         return plan if plan.folds else None
 
     def _is_batch_norm(self, step) -> bool:
