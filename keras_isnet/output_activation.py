@@ -66,8 +66,9 @@ def model_wo_output_activation(model, activation: str = "softmax"):
                 f"({type(layer).__name__}, activation {_activation_name(layer) or 'none'!r}), "
                 f"not from a {activation!r} activation; there is nothing to remove."
             )
+    inputs = model.inputs
     return keras.Model(
-        model.inputs,
+        inputs if len(inputs) > 1 else inputs[0],  # called with a tensor, like `model`
         outputs if len(outputs) > 1 else outputs[0],
         name=f"{model.name}_wo_{activation}",
     )
