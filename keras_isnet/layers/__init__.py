@@ -10,6 +10,7 @@ from keras_isnet.layers import (  # noqa: F401  (imported for their registration
     convolution,
     dense,
     embedding,
+    layer_normalization,
     merging,
     normalization,
     pooling,
