@@ -99,3 +99,10 @@ def test_keras_applications_analyze_and_train(name):
         masks = np.ones((2, 32, 32), "float32")
         loss = isnet.train_on_batch(x * 255, np.array([0, 1]), sample_weight=masks)
     assert np.isfinite(loss).all()
+
+
+def test_the_conservation_report_names_the_gate_rule():
+    model = _se_model()
+    analyzer = ki.create_analyzer("lrp.epsilon", model)
+    step = next(s for s in analyzer._steps if s.layer.name == "gate")
+    assert analyzer.conservation_info(step) == ("gate: signal takes all", [])

@@ -90,3 +90,10 @@ def test_rms_scaling_is_refused():
         model = keras.Sequential([keras.Input((4,)), ln, L.Dense(2)])
         with pytest.raises(ValueError, match="'rms'.*RMSNormalization"):
             ki.create_analyzer("lrp.epsilon", model).analyze(np.ones((1, 4), "float32"))
+
+
+def test_the_conservation_report_names_the_ln_rule():
+    model = keras.Sequential([keras.Input((4,)), L.LayerNormalization(name="ln"), L.Dense(2)])
+    analyzer = ki.create_analyzer("lrp.epsilon", model)
+    step = next(s for s in analyzer._steps if s.layer.name == "ln")
+    assert analyzer.conservation_info(step) == ("LN rule", ["beta where z = 0"])

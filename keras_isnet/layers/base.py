@@ -167,14 +167,20 @@ class CustomLayer(ReverseLayer):
         fn: ``fn(layer, inputs, outputs, relevances) -> list of input relevances``; all
             arguments are lists of tensors, one relevance per output, and it returns one
             relevance per input (None for inputs that receive none).
+        label: how :func:`keras_isnet.conservation_report` names the rule (default
+            "custom").
+        causes: where the rule may absorb relevance, for the report (default
+            ``("custom rule",)``).
     """
 
     kind = "custom"
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, label: str = "custom", causes=("custom rule",)):
         if not callable(fn):
             raise TypeError(f"CustomLayer expects a callable, got {type(fn).__name__}.")
         self.fn = fn
+        self.label = label
+        self.causes = list(causes)
 
     def __repr__(self):
         return f"CustomLayer({getattr(self.fn, '__name__', self.fn)!r})"

@@ -61,4 +61,7 @@ def layer_norm_relevance(layer, inputs, outputs, relevances):
     return [ops.multiply(x, ops.subtract(t, ops.mean(t, axis=axes, keepdims=True)))]
 
 
-register_reverse_rule(keras.layers.LayerNormalization, CustomLayer(layer_norm_relevance))
+register_reverse_rule(
+    keras.layers.LayerNormalization,
+    CustomLayer(layer_norm_relevance, label="LN rule", causes=("beta where z = 0",)),
+)

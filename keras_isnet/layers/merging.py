@@ -62,4 +62,6 @@ for _cls in (keras.layers.Add, keras.layers.Average):
 register_reverse_rule(keras.layers.Subtract, WeightlessLinearLayer(preserves_sign=False))
 
 register_reverse_rule(keras.layers.Concatenate, RoutingLayer())
-register_reverse_rule(keras.layers.Multiply, CustomLayer(_signal_takes_all))
+register_reverse_rule(
+    keras.layers.Multiply, CustomLayer(_signal_takes_all, label="gate: signal takes all", causes=())
+)
