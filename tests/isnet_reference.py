@@ -3,6 +3,8 @@
 The heatmaps an ISNet trains on must equal ``create_analyzer`` heatmaps for the same rules
 (issue 4): LRP-epsilon 1e-2 on kernel layers, the epsilon-stabilised z-rule on weightless
 layers and the z^B rule with the input bounds at the first layer.
+
+Also :func:`assert_isnet_trains`, the check that an ISNet trains through a layer type.
 """
 
 from __future__ import annotations
@@ -39,3 +41,20 @@ def assert_class_maps_equal(maps, analyzer, x, *, selection=None, rtol=1e-5, ato
         scale = np.abs(expected).max()
         assert scale > 0, f"class {k}: the reference heatmap is all zero"
         np.testing.assert_allclose(maps[:, k], expected, rtol=rtol, atol=atol * scale)
+
+
+def assert_isnet_trains(model, n=8, epochs=2):
+    """Fit an ISNet of ``model`` (inputs ``(H, W, C)``, 3 classes) on ``n`` random images in
+    [0, 1] with centred square masks; every loss and the background share stay finite."""
+    import keras
+
+    isnet = ki.ISNet(model)
+    isnet.compile(optimizer=keras.optimizers.SGD(0.01))
+    rng = np.random.default_rng(0)
+    size, channels = model.input_shape[1], model.input_shape[-1]
+    x = rng.random((n, size, size, channels), dtype=np.float32)
+    masks = np.zeros((n, size, size), "float32")
+    masks[:, size // 4 : -(size // 4), size // 4 : -(size // 4)] = 1
+    history = isnet.fit(x, rng.integers(0, 3, n), sample_weight=masks, epochs=epochs, verbose=0)
+    for key in ("loss", "heatmap_loss", "background_share"):
+        assert np.all(np.isfinite(history.history[key])), key
