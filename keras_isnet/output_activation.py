@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_isnet.layers.base import activation_name
+
 __all__ = ["model_wo_output_activation", "model_wo_softmax"]
 
 
@@ -54,7 +56,7 @@ def model_wo_output_activation(model, activation: str = "softmax"):
         inputs = layer._inbound_nodes[node_index].input_tensors
         if _is_activation_layer(layer, activation):
             outputs.append(inputs[0])
-        elif _activation_name(layer) == activation:
+        elif activation_name(layer) == activation:
             config = dict(layer.get_config(), activation="linear")
             config["name"] = f"{layer.name}_wo_{activation}"
             copy = type(layer).from_config(config)
@@ -63,7 +65,7 @@ def model_wo_output_activation(model, activation: str = "softmax"):
         else:
             raise ValueError(
                 f"Output {i} of model {model.name!r} comes from layer {layer.name!r} "
-                f"({type(layer).__name__}, activation {_activation_name(layer) or 'none'!r}), "
+                f"({type(layer).__name__}, activation {activation_name(layer) or 'none'!r}), "
                 f"not from a {activation!r} activation; there is nothing to remove."
             )
     inputs = model.inputs
@@ -74,11 +76,7 @@ def model_wo_output_activation(model, activation: str = "softmax"):
     )
 
 
-def _activation_name(layer) -> str:
-    return getattr(getattr(layer, "activation", None), "__name__", "")
-
-
 def _is_activation_layer(layer, activation) -> bool:
     if activation == "softmax" and isinstance(layer, keras.layers.Softmax):
         return True
-    return isinstance(layer, keras.layers.Activation) and _activation_name(layer) == activation
+    return isinstance(layer, keras.layers.Activation) and activation_name(layer) == activation

@@ -17,6 +17,7 @@ from keras_isnet.backend import compile_function
 from keras_isnet.graph import _as_functional, walk
 from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
 from keras_isnet.layers.activation import NONNEGATIVE_ACTIVATIONS
+from keras_isnet.layers.base import activation_name
 from keras_isnet.propagation import backward, forward, step_names
 from keras_isnet.selection import check_mode, normalize_selection, selection_weights
 
@@ -29,10 +30,6 @@ SEED_KEY = "<seed>"
 
 class UnsupportedLayerError(TypeError):
     """An analyzer met a layer type it has no reverse rule for."""
-
-
-def _activation_name(layer) -> str:
-    return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
 class Analyzer:
@@ -123,13 +120,13 @@ class Analyzer:
             spec = lookup(step.layer)
             layer = step.layer
             if isinstance(spec, ElementwiseLayer) and len(step.inputs) == 1:
-                is_squash = type(layer).__name__ == "Softmax" or _activation_name(layer) in (
+                is_squash = type(layer).__name__ == "Softmax" or activation_name(layer) in (
                     _SQUASHING
                 )
                 if is_squash:
                     return step.inputs[0], frozenset()
                 return key, frozenset()
-            if isinstance(spec, KernelLayer) and _activation_name(layer) in _SQUASHING:
+            if isinstance(spec, KernelLayer) and activation_name(layer) in _SQUASHING:
                 return key, frozenset([step.index])
             return key, frozenset()
         return key, frozenset()
@@ -154,7 +151,7 @@ class Analyzer:
             if isinstance(spec, KernelLayer):
                 value = (
                     step.index not in self._linear_steps
-                    and _activation_name(step.layer) in NONNEGATIVE_ACTIVATIONS
+                    and activation_name(step.layer) in NONNEGATIVE_ACTIVATIONS
                 )
             elif spec is not None:
                 value = spec.output_nonnegative(step.layer, inputs_nonneg)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from keras import ops
 
-from keras_isnet.analyzers.base import Analyzer, _activation_name
+from keras_isnet.analyzers.base import Analyzer
 from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
+from keras_isnet.layers.base import activation_name
 
 POSTPROCESS = (None, "abs", "square")
 
@@ -104,7 +105,7 @@ def _relu_kind(step):
     spec = lookup(step.layer)
     if isinstance(spec, ElementwiseLayer) and spec.is_relu(step.layer):
         return "layer"
-    if isinstance(spec, KernelLayer) and _activation_name(step.layer) == "relu":
+    if isinstance(spec, KernelLayer) and activation_name(step.layer) == "relu":
         return "activation"
     return None
 

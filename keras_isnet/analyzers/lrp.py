@@ -410,7 +410,7 @@ class LRP(Analyzer):
             return "pass", []
         if kind == "embedding":
             return "sum over embedding", []
-        return getattr(spec, "label", "custom"), list(getattr(spec, "causes", ["custom rule"]))
+        return spec.label, list(spec.causes)
 
 
 # ------------------------------------------------------------------------------- presets

@@ -25,6 +25,12 @@ from collections.abc import Callable
 from keras import ops
 
 
+def activation_name(layer) -> str:
+    """The ``__name__`` of ``layer``'s built-in activation (``"relu"``, ``"softmax"``, ...),
+    ``""`` for layers without one."""
+    return getattr(getattr(layer, "activation", None), "__name__", "")
+
+
 class ReverseLayer:
     """Base class of the layer descriptions. ``kind`` names the category."""
 

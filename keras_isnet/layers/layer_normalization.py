@@ -11,9 +11,8 @@ centering matrix ``C = I - 1 1^T / n``. The z-rule on it, bias (``beta``) ignore
 conserves relevance (``sum_i R_i(x) = sum_j R_j``) except where ``z_j = 0`` (an all-zero
 input vector, e.g. dead ReLUs at one position): the relevance that ``beta`` draws there is
 absorbed, as a bias absorbs it. It is differentiable, so ISNet training works through it (with
-``sigma`` detached, as the rule defines it). The division
-guards exact zeros only (iNNvestigate's SafeDivide). ``rms_scaling=True`` (deprecated in
-Keras) is refused.
+``sigma`` detached, as the rule defines it). The division guards exact zeros only
+(iNNvestigate's SafeDivide). ``rms_scaling=True`` (deprecated in Keras) is refused.
 
 Example:
     >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),

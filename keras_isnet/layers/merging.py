@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import keras
 
-from keras_isnet.layers.base import CustomLayer, RoutingLayer, WeightlessLinearLayer
+from keras_isnet.layers.base import (
+    CustomLayer,
+    RoutingLayer,
+    WeightlessLinearLayer,
+    activation_name,
+)
 from keras_isnet.layers.registry import register_reverse_rule
 
 _GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
@@ -28,7 +33,7 @@ def _is_gate(tensor, depth=3) -> bool:
     if history is None or depth == 0:
         return False
     layer = history.operation
-    if getattr(getattr(layer, "activation", None), "__name__", "") in _GATE_ACTIVATIONS:
+    if activation_name(layer) in _GATE_ACTIVATIONS:
         return True
     if isinstance(layer, (keras.layers.Reshape, keras.layers.Flatten, keras.layers.Permute)):
         node = layer._inbound_nodes[history.node_index]
