@@ -312,7 +312,7 @@ def test_gwrp_lies_between_min_and_max(values, d):
     g = float(gwrp(x, d=d))
     tol = 1e-5 * (1.0 + np.max(np.abs(x)))
     assert x.min() - tol <= g <= x.max() + tol
-    assert g == pytest.approx(ref_gwrp(values, d), rel=1e-4, abs=tol)
+    assert g == pytest.approx(ref_gwrp(values, d), rel=1e-4, abs=float(tol))
 
 
 # ------------------------------------------------------------------------------------------
