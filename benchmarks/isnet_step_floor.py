@@ -108,14 +108,16 @@ def main(argv=None):
     m = tf.constant(m)
 
     models = {name: build_classifier(0) for name in ("plain", "hand-written", "keras-isnet")}
-    engine = ISNetHeatmaps(models["keras-isnet"], epsilon=EPSILON, input_bounds=(0.0, 1.0))
+    heatmaps = ISNetHeatmaps(models["keras-isnet"], epsilon=EPSILON, input_bounds=(0.0, 1.0))
+    engine = heatmaps.engine
 
     def library(model, x):
-        values, records = engine._replay([x], training=True, canonization=None)
-        logits = values[engine._head_key]
+        values, records = engine.replay([x], training=True)
+        logits = values[engine.head_key]
         chosen = tf.one_hot(tf.argmin(logits, -1), logits.shape[-1])
-        seeds = {engine._head_key: logits * chosen}
-        return logits, engine._walk(records, seeds, engine._handlers, engine._input_keys[0], x)
+        seeds = {engine.head_key: logits * chosen}
+        relevance = engine.backward(records, seeds, heatmaps.handlers)
+        return logits, relevance[engine.input_keys[0]]
 
     hand = hand_written(models["hand-written"], x)[1]
     lib = library(models["keras-isnet"], x)[1]

@@ -23,8 +23,8 @@ import keras
 from keras import ops
 
 from keras_isnet import backend
-from keras_isnet.isnet.heatmaps import _sparse_labels
-from keras_isnet.isnet.model import _unpack, classification_loss
+from keras_isnet.isnet.model import classification_loss, unpack_batch
+from keras_isnet.isnet.variants import sparse_labels
 from keras_isnet.losses import prepare_masks
 
 
@@ -51,7 +51,7 @@ class _PenaltyClassifier(keras.Model):
         raise NotImplementedError
 
     def train_step(self, data):
-        images, labels, masks = _unpack(data)
+        images, labels, masks = unpack_batch(data)
         if masks is None:
             raise ValueError(
                 f"{type(self).__name__}.fit needs (images, labels, masks) batches, e.g. "
@@ -70,17 +70,17 @@ class _PenaltyClassifier(keras.Model):
         for tracker, value in zip(self._trackers, (total, ce, pen), strict=True):
             tracker.update_state(value)
         if self._compile_metrics is not None:
-            self._compile_metrics.update_state(_sparse_labels(labels), ops.softmax(logits, axis=-1))
+            self._compile_metrics.update_state(sparse_labels(labels), ops.softmax(logits, axis=-1))
         return self.get_metrics_result()
 
     def test_step(self, data):
-        images, labels, _ = _unpack(data)
+        images, labels, _ = unpack_batch(data)
         logits = self.classifier(images, training=False)
         ce = classification_loss(labels, logits)
         self._trackers[0].update_state(ce)
         self._trackers[1].update_state(ce)
         if self._compile_metrics is not None:
-            self._compile_metrics.update_state(_sparse_labels(labels), ops.softmax(logits, axis=-1))
+            self._compile_metrics.update_state(sparse_labels(labels), ops.softmax(logits, axis=-1))
         return {k: v for k, v in self.get_metrics_result().items() if k != "penalty"}
 
 
@@ -135,7 +135,7 @@ class GradCAMPenaltyClassifier(_PenaltyClassifier):
     def penalty(self, images, labels, masks):
         features = self._body(images, training=True)
         logits, pull = backend.vjp(lambda a: self._head(a, training=True), [features])
-        onehot = ops.one_hot(_sparse_labels(labels), logits.shape[-1], dtype=logits.dtype)
+        onehot = ops.one_hot(sparse_labels(labels), logits.shape[-1], dtype=logits.dtype)
         grads = pull(onehot)[0]
         weights = ops.mean(grads, axis=(1, 2), keepdims=True)
         cam = ops.relu(ops.sum(ops.multiply(weights, features), axis=-1, keepdims=True))

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,22 +40,57 @@ from keras import ops, tree
 from keras_isnet.backend import vjp
 from keras_isnet.graph import Step, walk
 from keras_isnet.layers import KernelLayer, lookup
-from keras_isnet.layers.convolution import (
-    ConvolutionReverse,
-    ConvolutionTransposeReverse,
-    DepthwiseConvolutionReverse,
-    SeparableConvolutionReverse,
-)
-from keras_isnet.layers.dense import DenseReverse
 from keras_isnet.layers.normalization import BatchNormalizationReverse
+from keras_isnet.propagation import KernelOverride, forward
 
-_FOLDABLE = (
-    DenseReverse,
-    ConvolutionReverse,
-    ConvolutionTransposeReverse,
-    DepthwiseConvolutionReverse,
-    SeparableConvolutionReverse,
-)
+
+# ------------------------------------------------------------------------- canonizer
+class BatchNormFold:
+    """The canonizer that folds BatchNormalization into its Dense/conv neighbours.
+
+    zennit's ``MergeBatchNorm``, made reversible by construction: it never modifies the
+    model, it returns a :class:`FoldPlan` of weight overrides for the forward replay. A BN
+    that cannot be folded is reported in one warning and passes relevance unchanged.
+
+    Example:
+        >>> engine = Engine(model, canonizers=[BatchNormFold()])
+        >>> engine.canonization.describe()      # [("bn1", "conv1", "after"), ...]
+    """
+
+    def apply(self, engine) -> FoldPlan:
+        """The fold plan of ``engine``'s graph (see :func:`plan_batch_norm_folds`).
+
+        A layer that now reads a folded BN's input sees that input's sign, so
+        ``engine.nonnegative`` is updated for it.
+        """
+        protected = set(engine.output_keys) | {engine.head_key}
+        plan = plan_batch_norm_folds(engine.steps, protected_keys=protected)
+        for fold in plan.folds.values():
+            if fold.before is not None:  # the layer now reads the BN's input
+                bn = fold.before
+                engine.nonnegative[bn.outputs[0]] = engine.nonnegative.get(bn.inputs[0], False)
+        by_index = {step.index: step for step in engine.steps}
+        unfolded = [
+            (by_index[index].path, why)
+            for index, why in plan.fallbacks.items()
+            if index in engine.active
+        ]
+        if unfolded:  # one warning, not one per layer (a DenseNet has dozens)
+            shown = "; ".join(f"{path!r} ({why})" for path, why in unfolded[:5])
+            if len(unfolded) > 5:
+                rest = ", ".join(repr(path) for path, _ in unfolded[5:])
+                shown += f"; and {len(unfolded) - 5} more: {rest}"
+            warnings.warn(
+                f"{len(unfolded)} BatchNormalization layer(s) cannot be folded into a "
+                f"neighbouring Dense/conv layer: {shown}. Relevance passes through them "
+                "unchanged (bn_rule='pass' for these layers). Pass bn_rule='pass' or "
+                "'linear' to choose explicitly.",
+                stacklevel=6,
+            )
+        return plan
+
+    def __repr__(self):
+        return "BatchNormFold()"
 
 
 # ------------------------------------------------------------------------------ plan
@@ -72,8 +108,8 @@ class KernelFold:
     before: Step | None = None
     after: Step | None = None
 
-    def weights(self, spec, x, statistics=None):
-        """``(call_spec, kernel, bias)`` of the folded layer for the input ``x``.
+    def weights(self, spec, x, statistics=None) -> KernelOverride:
+        """The folded layer for the input ``x``, as a :class:`KernelOverride`.
 
         ``call_spec`` is ``spec``, or a wrapper adding a full-shaped bias when a BN before
         the layer gave a position-dependent bias. ``statistics`` optionally maps
@@ -95,26 +131,26 @@ class KernelFold:
         if self.before is not None:
             s, t = (cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer)))
             constant = ops.multiply(
-                ops.ones_like(x[:1]), _along(t, _channel_axis(spec, layer, rank_in), rank_in)
+                ops.ones_like(x[:1]), _along(t, spec.channel_axis(layer, rank_in), rank_in)
             )
             shift = spec.linear(layer, constant, kernel)  # (1, *out): layer applied to t
             bias = shift if bias is None else spec.add_bias(layer, shift, bias)
-            kernel = _scale_inputs(spec, layer, kernel, s)
+            kernel = spec.scale_inputs(layer, kernel, s)
             call_spec = FullBiasSpec(spec)
         if self.after is not None:
             s, t = (cast(v) for v in statistics.get("after", bn_spec.weights(self.after.layer)))
-            kernel = _scale_outputs(spec, layer, kernel, s)
+            kernel = spec.scale_outputs(layer, kernel, s)
             if self.before is not None:  # full-shaped bias: scale along the channel axis
                 rank_out = len(bias.shape)
-                axis = _channel_axis(spec, layer, rank_out)
+                axis = spec.channel_axis(layer, rank_out)
                 bias = ops.add(
                     ops.multiply(bias, _along(s, axis, rank_out)), _along(t, axis, rank_out)
                 )
             else:
                 bias = t if bias is None else ops.add(ops.multiply(bias, s), t)
-        return call_spec, kernel, bias
+        return KernelOverride(call_spec, kernel, bias)
 
-    def training_weights(self, spec, x):
+    def training_weights(self, spec, x) -> KernelOverride:
         """The fold with the batch statistics of training mode (the ISNet's training step).
 
         Each BN that Keras would run with batch statistics (``trainable`` layers) is folded
@@ -124,8 +160,8 @@ class KernelFold:
         (``moving = moving * momentum + batch * (1 - momentum)``).
 
         Returns:
-            ``(call_spec, kernel, bias, z_model, linear)``: the folded layer as
-            :meth:`weights`; the pre-activation computed as the model computes it (BN with
+            A :class:`KernelOverride`: the folded layer as :meth:`weights`, with ``z_model``
+            the pre-activation computed as the model computes it (BN with
             the batch statistics *with* their gradient), whose value equals the folded
             layer's output and which the forward replay uses for the gradient of the layer
             output, so that the classification loss trains the BN network as plain Keras
@@ -133,7 +169,7 @@ class KernelFold:
             pullback)`` of the folded linear part computed from the model's own
             convolution (``s * conv(x, W)`` and ``c -> W^T (s c)``), so that a training step
             runs each convolution once, not once for the model and once for the fold
-            (None otherwise).
+            (``linear``, None otherwise).
         """
         layer = self.step.layer
         dtype = x.dtype
@@ -155,15 +191,15 @@ class KernelFold:
             )
             s, _ = statistics["after"] or BatchNormalizationReverse().weights(self.after.layer)
             rank = len(z_linear.shape)
-            s = _along(cast(s), _channel_axis(spec, layer, rank), rank)
+            s = _along(cast(s), spec.channel_axis(layer, rank), rank)
             linear = (ops.multiply(z_linear, s), lambda c: pull(ops.multiply(c, s)))
         else:
             h = spec.add_bias(layer, spec.linear(layer, h, kernel), bias)
             if self.after is not None:
                 h, statistics["after"] = _batch_norm_train(self.after.layer, h)
         statistics = {k: v for k, v in statistics.items() if v is not None}
-        call_spec, kernel, bias = self.weights(spec, x, statistics)
-        return call_spec, kernel, bias, h, linear
+        folded = self.weights(spec, x, statistics)
+        return KernelOverride(folded.spec, folded.kernel, folded.bias, z_model=h, linear=linear)
 
 
 def _uses_batch_statistics(bn) -> bool:
@@ -225,16 +261,19 @@ class FoldPlan:
         folds: kernel step index -> :class:`KernelFold`.
         identity_steps: indices of the BN steps that the forward replay skips (identity).
         fallbacks: BN step index -> why it could not be folded.
-        steps: the walked graph the plan refers to.
     """
 
     folds: dict = field(default_factory=dict)
     identity_steps: frozenset = frozenset()
     fallbacks: dict = field(default_factory=dict)
-    steps: list = field(default_factory=list)
+
+    @property
+    def changes_nothing(self) -> bool:
+        """True when nothing was folded (the replay then needs no overrides)."""
+        return not self.folds
 
     def kernel_override(self, step):
-        """The override ``override(spec, x) -> (call_spec, kernel, bias)`` of ``step``."""
+        """The override ``override(spec, x) -> KernelOverride`` of ``step``, or None."""
         fold = self.folds.get(step.index)
         return None if fold is None else fold.weights
 
@@ -265,14 +304,13 @@ class FoldPlan:
 class TrainingFoldPlan:
     """A :class:`FoldPlan` whose folds use the batch statistics (training mode).
 
-    Its kernel overrides return ``(call_spec, kernel, bias, z_model)`` and update the BN
-    layers' moving statistics, once per forward replay.
+    Its kernel overrides return a :class:`KernelOverride` with ``z_model`` and update the
+    BN layers' moving statistics, once per forward replay.
     """
 
     def __init__(self, plan: FoldPlan):
         self.plan = plan
         self.identity_steps = plan.identity_steps
-        self.folds = plan.folds
 
     def kernel_override(self, step):
         fold = self.plan.folds.get(step.index)
@@ -345,7 +383,7 @@ def plan_batch_norm_folds(steps: list[Step], protected_keys=()) -> FoldPlan:
             identity.add(step.index)
             continue
         fallbacks[step.index] = f"{why_after}, and {why_before}"
-    return FoldPlan(folds, frozenset(identity), fallbacks, list(steps))
+    return FoldPlan(folds, frozenset(identity), fallbacks)
 
 
 def _describe(step) -> str:
@@ -356,21 +394,17 @@ def _kernel_problem(step, rank, bn, side) -> str | None:
     """Why ``bn`` cannot fold into kernel step ``step`` on ``side``, or None."""
     spec = lookup(step.layer)
     layer = step.layer
-    if not isinstance(spec, _FOLDABLE):
+    if not isinstance(spec, KernelLayer) or not spec.foldable:
         return f"{_describe(step)} is not a Dense or convolution layer"
     if len(set(step.inputs)) != 1:
         return f"{_describe(step)} has several inputs"
-    if getattr(layer, "quantization_mode", None):
-        return f"{_describe(step)} is quantized"
-    if side == "before" and isinstance(spec, ConvolutionReverse) and layer.groups != 1:
-        return f"{_describe(step)} is a grouped convolution"
-    if side == "after" and spec.activation(layer) is not None:
-        act = getattr(spec.activation(layer), "__name__", "an activation")
-        return f"{_describe(step)} has activation {act!r} before the BN"
+    problem = spec.fold_problem(layer, side)
+    if problem is not None:
+        return f"{_describe(step)} {problem}"
     bn_axis = getattr(bn.layer, "axis", None)
     if not isinstance(bn_axis, (int, np.integer)):
         return f"the BN axis {bn_axis!r} is not a single axis"
-    channel = _channel_axis(spec, layer, rank)
+    channel = spec.channel_axis(layer, rank)
     if int(bn_axis) % rank != channel:
         return (
             f"the BN normalises axis {int(bn_axis) % rank} but {_describe(step)} has its "
@@ -413,39 +447,10 @@ def _why_not_before(bn, consumers, protected, folds) -> str | None:
 
 
 # ------------------------------------------------------------------------- arithmetic
-def _channel_axis(spec, layer, rank: int) -> int:
-    """The channel axis (non-negative) of a rank-``rank`` input or output of ``layer``."""
-    if isinstance(spec, DenseReverse):
-        return rank - 1
-    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else rank - 1
-
-
 def _along(v, axis: int, rank: int):
     shape = [1] * rank
     shape[axis] = -1
     return ops.reshape(v, shape)
-
-
-def _scale_inputs(spec, layer, kernel, s):
-    """The kernel of ``x -> layer(s * x)`` (``s`` per input channel)."""
-    if isinstance(spec, ConvolutionTransposeReverse):  # kernel (..., out, in)
-        return ops.multiply(kernel, s)
-    if isinstance(spec, SeparableConvolutionReverse):
-        depthwise, pointwise = kernel
-        return (ops.multiply(depthwise, ops.expand_dims(s, -1)), pointwise)
-    return ops.multiply(kernel, ops.expand_dims(s, -1))  # (..., in, out) and (..., in, mult)
-
-
-def _scale_outputs(spec, layer, kernel, s):
-    """The kernel of ``x -> s * layer(x)`` (``s`` per output channel)."""
-    if isinstance(spec, ConvolutionTransposeReverse):  # kernel (..., out, in)
-        return ops.multiply(kernel, ops.expand_dims(s, -1))
-    if isinstance(spec, SeparableConvolutionReverse):
-        depthwise, pointwise = kernel
-        return (depthwise, ops.multiply(pointwise, s))
-    if isinstance(spec, DepthwiseConvolutionReverse):  # output channel c * mult + m
-        return ops.multiply(kernel, ops.reshape(s, tuple(kernel.shape[-2:])))
-    return ops.multiply(kernel, s)
 
 
 # ------------------------------------------------------------------------- public API
@@ -479,8 +484,6 @@ class FoldedModel:
         Returns:
             One tensor (single-output models) or a list of tensors.
         """
-        from keras_isnet.propagation import forward
-
         xs = x if isinstance(x, (list, tuple)) else [x]
         xs = [
             ops.convert_to_tensor(v, dtype=t.dtype)
@@ -528,6 +531,7 @@ def fold_batch_norm(model) -> FoldedModel:
 
 
 __all__ = [
+    "BatchNormFold",
     "FoldPlan",
     "FoldedModel",
     "FullBiasSpec",

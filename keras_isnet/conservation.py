@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from keras_isnet.analyzers.lrp import LRP
 from keras_isnet.propagation import step_names
 
 #: |absorbed| below this fraction of max(|arriving|, |explained|) counts as conserved.
@@ -285,8 +286,6 @@ def conservation_report(
         >>> report.gap, report.absorbed_total       # equal
         >>> [layer.name for layer in report.flagged]
     """
-    from keras_isnet.analyzers.lrp import LRP
-
     if not isinstance(analyzer, LRP):
         raise TypeError(
             f"conservation_report needs an LRP analyzer (lrp.*, a composite, deep_taylor); got "
@@ -294,9 +293,10 @@ def conservation_report(
         )
     if not threshold >= 0:
         raise ValueError(f"threshold must be >= 0, got {threshold!r}.")
-    _, layers, seed = analyzer._analyze_numpy(x, neuron_selection, batch_size, True)
-    names = step_names(analyzer._steps)
-    steps = {names[step.index]: step for step in analyzer._steps}
+    _, layers, seed = analyzer.layer_relevances(x, neuron_selection, batch_size=batch_size)
+    engine = analyzer.engine
+    names = step_names(engine.steps)
+    steps = {names[step.index]: step for step in engine.steps}
     n = len(seed)
 
     def total(r):
@@ -322,11 +322,10 @@ def conservation_report(
         leaving[name], leaving_abs[name] = out, out_abs
     explained = total(seed)
     received_head = dict(received)
-    received_head[analyzer._head_key] = received_head.get(analyzer._head_key, 0.0) + explained
-    received_abs[analyzer._head_key] = received_abs.get(analyzer._head_key, 0.0) + float(
-        np.abs(seed).sum(dtype=np.float64)
-    )
-    at_inputs = sum((received.get(k, np.zeros(n)) for k in analyzer._input_keys), np.zeros(n))
+    head = engine.head_key
+    received_head[head] = received_head.get(head, 0.0) + explained
+    received_abs[head] = received_abs.get(head, 0.0) + float(np.abs(seed).sum(dtype=np.float64))
+    at_inputs = sum((received.get(k, np.zeros(n)) for k in engine.input_keys), np.zeros(n))
 
     scale = max(abs(float(explained.sum())), 1e-30)
     rounding = _ROUNDING["float64" if seed.dtype == np.float64 else "float32"]

@@ -53,7 +53,7 @@ class Step:
         return self.node.arguments.fill_in(tensor_dict)
 
 
-def _as_functional(model, path: str):
+def as_functional(model, path: str):
     """The functional graph behind ``model``, or a ModelWalkError saying how to get one."""
     if isinstance(model, keras.Sequential):
         functional = getattr(model, "_functional", None)
@@ -96,7 +96,7 @@ def walk(model) -> tuple[list[Step], list[int], list[int]]:
     """
     counter = itertools.count()
     steps: list[Step] = []
-    functional = _as_functional(model, "")
+    functional = as_functional(model, "")
     input_keys = [next(counter) for _ in functional.inputs]
     output_keys = _walk(functional, "", input_keys, steps, counter)
     for i, step in enumerate(steps):
@@ -115,7 +115,7 @@ def _walk(functional, prefix: str, input_keys, steps, counter) -> list[int]:
             layer = node.operation
             path = f"{prefix}{layer.name}"
             if is_model(layer):
-                inner = _as_functional(layer, path)
+                inner = as_functional(layer, path)
                 args, _ = node.arguments.fill_in({sid: _Key(k) for sid, k in env.items()})
                 inner_inputs = [k.key for k in tree.flatten(args[0] if args else [])]
                 if len(inner_inputs) != len(inner.inputs):

@@ -15,7 +15,7 @@ the relevance of the call's inputs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from keras import ops, tree
 
@@ -37,7 +37,6 @@ class Record:
         pullback: ``pullback(output_cotangents) -> input_cotangents`` of the whole call
             (one per ``input_keys`` entry, None for integer inputs).
         kernel: for kernel layers, the :class:`KernelCall` of the linear part.
-        activation_pullback: for kernel layers with an activation, the activation's pullback.
     """
 
     step: Step
@@ -46,8 +45,28 @@ class Record:
     outputs: list
     pullback: Callable
     kernel: KernelCall | None = None
-    activation_pullback: Callable | None = None
-    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class KernelOverride:
+    """The weights a kernel step computes with instead of its own (a canonizer's output).
+
+    Attributes:
+        spec: the kernel-layer description to compute with (the layer's own, or one that
+            adds a full-shaped bias).
+        kernel, bias: the weights (the bias may be None).
+        z_model: optionally, the pre-activation as the model itself computes it; the step's
+            output is then that tensor (equal to the override's up to round-off:
+            training-mode BatchNorm folds, whose gradient must be plain Keras training's).
+        linear: optionally, ``(z_nobias, pullback)`` of the override's linear part, computed
+            from the model's own call (saves a second convolution in a training step).
+    """
+
+    spec: object
+    kernel: object
+    bias: object = None
+    z_model: object = None
+    linear: tuple | None = None
 
 
 def _unique(keys):
@@ -82,11 +101,9 @@ def forward(
         canonization: optional weight overrides, e.g. a
             :class:`keras_isnet.canonizers.FoldPlan`: an object with ``identity_steps`` (step
             indices whose output is their input, such as folded BatchNormalization) and
-            ``kernel_override(step)`` returning None or ``override(spec, x) -> (call_spec,
-            kernel, bias)`` for kernel steps that compute with other weights. The model's
-            weights are never changed. An override may return a fourth element, the
-            pre-activation as the model computes it: the step's output is then that tensor
-            (equal to the folded layer's up to round-off; training-mode BatchNorm folds).
+            ``kernel_override(step)`` returning None or ``override(spec, x) ->``
+            :class:`KernelOverride` for kernel steps that compute with other weights. The
+            model's weights are never changed.
         compute_dtype: if given (``"float64"``), every step computes in this dtype: kernel
             layers with their weights cast to it, weightless layers through their ``call``
             (skipping Keras' cast to the layer's float32 compute dtype), other layers on
@@ -136,17 +153,12 @@ def _forward_kernel(
 ):
     layer = step.layer
     x = tensors[0]
-    z_model = linear = None
     if override is None:
-        call_spec = spec
+        call_spec, z_model, linear = spec, None, None
         kernel, bias = spec.weights(layer)
     else:
-        result = override(spec, x)
-        call_spec, kernel, bias = result[:3]
-        if len(result) > 3:  # training-mode fold: the model's own pre-activation
-            z_model = result[3]
-        if len(result) > 4:  # ... and the folded linear part, from the model's own call
-            linear = result[4]
+        o = override(spec, x)
+        call_spec, kernel, bias, z_model, linear = o.spec, o.kernel, o.bias, o.z_model, o.linear
     if compute_dtype is not None:
         kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)
         bias = None if bias is None else ops.cast(bias, compute_dtype)
@@ -179,7 +191,7 @@ def _forward_kernel(
             g = pull_activation(g)
         return [call.pullback(g)]
 
-    return Record(step, keys, tensors, [y], pullback, call, pull_activation)
+    return Record(step, keys, tensors, [y], pullback, call)
 
 
 def _forward_generic(step, keys, tensors, training, compute_dtype=None):

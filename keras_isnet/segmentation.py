@@ -26,9 +26,9 @@ def _output_shape(output) -> tuple:
     """The explained output's shape without the batch axis, from a shape, analyzer or model."""
     if isinstance(output, (tuple, list)) and all(isinstance(s, (int, np.integer)) for s in output):
         return tuple(int(s) for s in output)
-    head_shape = getattr(output, "_head_shape", None)
-    if callable(head_shape):  # an analyzer
-        shape = tuple(head_shape())
+    engine = getattr(output, "engine", None)
+    if engine is not None:  # an analyzer
+        shape = tuple(engine.head_shape())
     elif getattr(output, "outputs", None) is not None:  # a Keras model
         if len(output.outputs) != 1:
             raise ValueError(

@@ -9,31 +9,29 @@ model's weights).
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-from keras import ops, tree
+from keras import ops
 
 from keras_isnet.backend import compile_function
-from keras_isnet.graph import _as_functional, walk
-from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
-from keras_isnet.layers.activation import NONNEGATIVE_ACTIVATIONS
-from keras_isnet.layers.base import activation_name
-from keras_isnet.propagation import backward, forward, step_names
+from keras_isnet.engine import Engine, UnsupportedLayerError
+from keras_isnet.graph import as_functional
+from keras_isnet.propagation import step_names
 from keras_isnet.selection import check_mode, normalize_selection, selection_weights
-
-_SQUASHING = ("softmax", "sigmoid")
 
 #: the key under which :meth:`Analyzer._propagate` stores the seed (the explained relevance
 #: ``head * weights``) in its ``keep`` dict; no layer path can contain "<".
 SEED_KEY = "<seed>"
 
 
-class UnsupportedLayerError(TypeError):
-    """An analyzer met a layer type it has no reverse rule for."""
-
-
 class Analyzer:
     """Base class of every analyzer.
+
+    The analyzer checks the model, builds its :class:`~keras_isnet.engine.Engine` (walk,
+    replay, backward walk) and owns what is common to all analyses: neuron selection,
+    batching and NumPy conversion. Subclasses choose the backward handlers
+    (``self._handlers = self.engine.handlers(...)`` at the end of their ``__init__``) and
+    may change the seed (:meth:`_seed`), the final step (:meth:`_finalize`) or the whole
+    explanation (:meth:`_explain`). The constructor calls no subclass method.
 
     Args:
         model: a built Keras functional or Sequential model (nested models are walked into).
@@ -44,12 +42,12 @@ class Analyzer:
         strip_softmax: if True (default), a final softmax or sigmoid, as a separate layer or
             as the ``activation=`` of the last Dense/Conv layer, is removed and relevance
             starts at the logits, as in iNNvestigate. False explains the probabilities.
+        canonizers: passed to the engine (LRP analyzers: the composite's BatchNorm fold).
+        compute_dtype: passed to the engine (None: the model's dtype; ``"float64"``).
     """
 
     #: the name under which :func:`keras_isnet.create_analyzer` knows the analyzer.
     name = ""
-    #: the dtype the explanation is computed in (None: the model's); LRP sets it.
-    _compute_dtype: str | None = None
 
     def __init__(
         self,
@@ -58,8 +56,10 @@ class Analyzer:
         *,
         output_index: int | str | None = None,
         strip_softmax: bool = True,
+        canonizers=(),
+        compute_dtype: str | None = None,
     ):
-        _as_functional(model, "")  # subclassed models: say how to make them walkable
+        as_functional(model, "")  # subclassed models: say how to make them walkable
         if not getattr(model, "built", False) or not getattr(model, "inputs", None):
             raise ValueError(
                 f"Model {getattr(model, 'name', model)!r} is not built: create it with "
@@ -68,118 +68,34 @@ class Analyzer:
         self.model = model
         self.neuron_selection_mode = check_mode(neuron_selection_mode)
         self.strip_softmax = strip_softmax
-        self._steps, self._input_keys, output_keys = walk(model)
-        self._output_keys = list(output_keys)
-        self._output_key = self._choose_output(output_keys, output_index)
-        self._producer = {k: step for step in self._steps for k in step.outputs}
-        self._head_key, self._linear_steps = self._find_head(strip_softmax)
-        self._active = self._steps_reaching(self._head_key)
-        self._nonnegative = self._infer_nonnegative()
-        self._canonization = self._canonize()
-        self._handlers = {}
-        for step in self._steps:
-            if step.index in self._active:
-                self._handlers[step.index] = self._handler(step)
+        self.engine = Engine(
+            model,
+            output_index=output_index,
+            strip_softmax=strip_softmax,
+            canonizers=canonizers,
+            compute_dtype=compute_dtype,
+        )
+        self._handlers: dict = {}
         self._compiled = None
         self._compiled_layers = None
 
-    # ----------------------------------------------------------------------------- graph
-    def _choose_output(self, output_keys, output_index):
-        if output_index is None:
-            if len(output_keys) > 1:
-                names = [t.name for t in self.model.outputs]
-                raise ValueError(
-                    f"Model {self.model.name!r} has {len(output_keys)} outputs {names}; choose "
-                    "the one to explain with output_index=<position or name>."
-                )
-            return output_keys[0]
-        if isinstance(output_index, str):
-            names = [t.name for t in self.model.outputs]
-            layer_names = [t._keras_history[0].name for t in self.model.outputs]
-            for i, (n, ln) in enumerate(zip(names, layer_names, strict=True)):
-                if output_index in (n, ln):
-                    return output_keys[i]
-            raise ValueError(
-                f"output_index={output_index!r} names no output of model {self.model.name!r}; "
-                f"its outputs are {layer_names}."
-            )
-        if not -len(output_keys) <= output_index < len(output_keys):
-            raise ValueError(
-                f"output_index={output_index} is out of range: model {self.model.name!r} has "
-                f"{len(output_keys)} outputs."
-            )
-        return output_keys[output_index]
+    # ------------------------------------------------------------- graph (read-only)
+    @property
+    def _steps(self):
+        """The walked graph (``self.engine.steps``)."""
+        return self.engine.steps
 
-    def _find_head(self, strip):
-        """The key of the explained tensor and the kernel steps to run without activation."""
-        key = self._output_key
-        if not strip:
-            return key, frozenset()
-        step = self._producer.get(key)
-        while step is not None:
-            spec = lookup(step.layer)
-            layer = step.layer
-            if isinstance(spec, ElementwiseLayer) and len(step.inputs) == 1:
-                is_squash = type(layer).__name__ == "Softmax" or activation_name(layer) in (
-                    _SQUASHING
-                )
-                if is_squash:
-                    return step.inputs[0], frozenset()
-                return key, frozenset()
-            if isinstance(spec, KernelLayer) and activation_name(layer) in _SQUASHING:
-                return key, frozenset([step.index])
-            return key, frozenset()
-        return key, frozenset()
+    @property
+    def _nonnegative(self) -> dict:
+        """Which tensors are >= 0 by construction (``self.engine.nonnegative``)."""
+        return self.engine.nonnegative
 
-    def _steps_reaching(self, key) -> set[int]:
-        """Indices of the steps on a path from the inputs to ``key``."""
-        needed = {key}
-        active = set()
-        for step in reversed(self._steps):
-            if any(k in needed for k in step.outputs):
-                active.add(step.index)
-                needed.update(step.inputs)
-        return active
+    @property
+    def _compute_dtype(self) -> str | None:
+        return self.engine.compute_dtype
 
-    def _infer_nonnegative(self) -> dict:
-        """Which tensors are >= 0 by construction (outputs of ReLUs and what routes them)."""
-        nonneg = {k: False for k in self._input_keys}
-        for step in self._steps:
-            spec = lookup(step.layer)
-            inputs_nonneg = all(nonneg.get(k, False) for k in step.inputs)
-            value = False
-            if isinstance(spec, KernelLayer):
-                value = (
-                    step.index not in self._linear_steps
-                    and activation_name(step.layer) in NONNEGATIVE_ACTIVATIONS
-                )
-            elif spec is not None:
-                value = spec.output_nonnegative(step.layer, inputs_nonneg)
-            for k in step.outputs:
-                nonneg[k] = value
-        return nonneg
-
-    def _canonize(self):
-        """Weight overrides for the forward replay (see :func:`propagation.forward`).
-
-        None by default; LRP analyzers fold BatchNormalization here (``bn_rule="fold"``).
-        Runs after the graph analysis and before the handlers are chosen.
-        """
-        return None
-
-    def _handler(self, step):
-        """The backward handler of ``step``: ``handler(record, R_out) -> R_in``."""
-        raise NotImplementedError
-
-    def _unsupported(self, step, why: str = ""):
-        layer = step.layer
-        return UnsupportedLayerError(
-            f"{type(self).__name__} cannot propagate relevance through layer {step.path!r} "
-            f"of class {type(layer).__name__}{': ' + why if why else ''}. Tell keras-isnet how "
-            f"relevance crosses it with keras_isnet.register_reverse_rule({type(layer).__name__}"
-            ", rule), e.g. rule='pass' for an element-wise layer or 'routing' for a layer that "
-            "only moves values."
-        )
+    def _unsupported(self, step, why: str = "") -> UnsupportedLayerError:
+        return self.engine.unsupported(step, why, type(self).__name__)
 
     # ------------------------------------------------------------------------ computation
     def _seed(self, head, weights):
@@ -190,41 +106,20 @@ class Analyzer:
         """Turn input-tensor relevances into the analysis (identity by default)."""
         return relevances
 
-    def _replay(self, inputs, *, training=False, canonization=None):
-        """The forward replay with this analyzer's settings: ``(values, records)``.
-
-        ``canonization`` overrides the analyzer's BatchNorm fold plan (the ISNet folds with
-        batch statistics in training).
-        """
-        return forward(
-            self._steps,
-            self._input_keys,
-            list(inputs),
-            training=training,
-            nonnegative=self._nonnegative,
-            linear_steps=self._linear_steps,
-            canonization=self._canonization if canonization is None else canonization,
-            compute_dtype=self._compute_dtype,
-        )
-
     def _propagate(self, inputs, weights_fn, *, training=False, keep=None):
         """One forward replay and backward walk. ``weights_fn(head) -> weights``.
 
         With a ``keep`` dict, the relevance at every layer's inputs is recorded in it (see
         :func:`propagation.backward`) and the seed under :data:`SEED_KEY`.
         """
-        values, records = self._replay(inputs, training=training)
-        head = values[self._head_key]
+        engine = self.engine
+        values, records = engine.replay(inputs, training=training)
+        head = values[engine.head_key]
         seed = self._seed(head, weights_fn(head))
-        relevance = backward(records, {self._head_key: seed}, self._handlers, keep=keep)
+        relevance = engine.backward(records, {engine.head_key: seed}, self._handlers, keep=keep)
         if keep is not None:
             keep[SEED_KEY] = [seed]
-        out = []
-        for k, x in zip(self._input_keys, inputs, strict=True):
-            r = relevance.get(k)
-            dtype = x.dtype if "float" in str(x.dtype) else "float32"
-            out.append(ops.zeros(ops.shape(x), dtype) if r is None else r)
-        return out
+        return engine.input_relevances(relevance, inputs)
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
         """The analysis of ``inputs`` as a list of tensors (one per model input)."""
@@ -238,9 +133,9 @@ class Analyzer:
 
     def _as_tensors(self, x):
         xs = x if isinstance(x, (list, tuple)) else [x]
-        if len(xs) != len(self._input_keys):
+        if len(xs) != len(self.engine.input_keys):
             raise ValueError(
-                f"Model {self.model.name!r} has {len(self._input_keys)} inputs but "
+                f"Model {self.model.name!r} has {len(self.engine.input_keys)} inputs but "
                 f"{len(xs)} arrays were given; pass a list with one array per input."
             )
         return [
@@ -286,36 +181,9 @@ class Analyzer:
             return None
         if hasattr(neuron_selection, "dtype") and not isinstance(neuron_selection, np.ndarray):
             return neuron_selection  # already a tensor
-        out_shape = self._concrete_head_shape(inputs)
+        out_shape = self.engine.concrete_head_shape(inputs)
         batch = int(ops.shape(inputs[0])[0])
         return normalize_selection(neuron_selection, out_shape, batch)
-
-    def _head_shape(self):
-        step = self._producer.get(self._head_key)
-        if step is None:  # the head is a model input
-            i = self._input_keys.index(self._head_key)
-            return self.model.inputs[i].shape[1:]
-        position = step.outputs.index(self._head_key)
-        return step.node.outputs[position].shape[1:]
-
-    def _concrete_head_shape(self, inputs) -> tuple:
-        """The explained output's shape without batch axis for these inputs (fully
-        convolutional models have ``None`` spatial sizes in their static shape)."""
-        shape = tuple(self._head_shape())
-        if all(s is not None for s in shape):
-            return shape
-        specs = [
-            keras.KerasTensor((None, *tuple(v.shape)[1:]), dtype=t.dtype)
-            for v, t in zip(inputs, self.model.inputs, strict=True)
-        ]
-        outs = tree.flatten(self.model.compute_output_spec(specs if len(specs) > 1 else specs[0]))
-        out_shape = tuple(outs[self._output_keys.index(self._output_key)].shape[1:])
-        if any(s is None for s in out_shape) or len(out_shape) != len(shape):
-            raise ValueError(
-                f"Cannot tell the shape of the explained output of {self.model.name!r} (static "
-                f"shape {shape}) for inputs of shape {[tuple(v.shape) for v in inputs]}."
-            )
-        return out_shape
 
     # ----------------------------------------------------------------------------- numpy
     def _check_arrays(self, xs):
@@ -383,14 +251,29 @@ class Analyzer:
             return heatmaps
         return heatmaps, {name: (rs[0] if len(rs) == 1 else rs) for name, rs in layers.items()}
 
+    def layer_relevances(self, X, neuron_selection=None, *, batch_size: int | None = None):
+        """The relevance at every layer and the seed, as NumPy (what the conservation report
+        reads).
+
+        Args:
+            X, neuron_selection, batch_size: as for :meth:`analyze`.
+
+        Returns:
+            ``(inputs, layers, seed)``: one array per model input; ``{layer path: [array or
+            None per distinct input of the call]}`` from the output back to the input (as
+            :meth:`analyze` with ``keep_layers=True``); and the seed ``head * weights``
+            shaped like the explained output, whose sum per sample is the explained quantity.
+        """
+        return self._analyze_numpy(X, neuron_selection, batch_size, True)
+
     def _analyze_numpy(self, X, neuron_selection, batch_size, keep_layers):
         """``(input relevances, layers, seed)`` as NumPy; ``layers`` and ``seed`` are None
         unless ``keep_layers``: ``{name: [array or None per distinct input]}`` and the
         seed ``head * weights`` (its sum per sample is the explained quantity)."""
         xs = X if isinstance(X, (list, tuple)) else [X]
-        if len(xs) != len(self._input_keys):
+        if len(xs) != len(self.engine.input_keys):
             raise ValueError(
-                f"Model {self.model.name!r} has {len(self._input_keys)} inputs but {len(xs)} "
+                f"Model {self.model.name!r} has {len(self.engine.input_keys)} inputs but {len(xs)} "
                 "arrays were given; pass a list with one array per input."
             )
         xs = [np.asarray(v) for v in xs]
@@ -398,7 +281,9 @@ class Analyzer:
         n = len(xs[0])
         selection = None
         if self.neuron_selection_mode == "index":
-            selection = normalize_selection(neuron_selection, self._concrete_head_shape(xs), n)
+            selection = normalize_selection(
+                neuron_selection, self.engine.concrete_head_shape(xs), n
+            )
         elif neuron_selection is not None:
             self._prepare_selection(neuron_selection, None)  # raises with the explanation
         if keep_layers:
@@ -429,7 +314,7 @@ class Analyzer:
         if not keep_layers:
             return result, None, None
         layers = {}
-        names = step_names(self._steps)
+        names = step_names(self.engine.steps)
         rank = {name: i for i, name in names.items()}  # from the output back to the input
         for name in sorted(layer_chunks[0], key=lambda k: -rank.get(k, 0)):
             first = layer_chunks[0][name]

@@ -23,7 +23,6 @@ import keras
 from keras import ops
 
 from keras_isnet.analyzers.gradient import Gradient
-from keras_isnet.propagation import backward
 from keras_isnet.selection import selection_weights
 
 _CONV_CLASSES = (
@@ -34,7 +33,9 @@ _CONV_CLASSES = (
 )
 
 
-def _single_image_input(analyzer):
+def check_single_image_input(analyzer) -> None:
+    """Raise a ValueError unless the analyzer's model has one image input
+    ``(batch, H, W, C)`` (Grad-CAM and iGOS up-sample maps to it)."""
     if len(analyzer.model.inputs) != 1 or len(analyzer.model.inputs[0].shape) != 4:
         shapes = [tuple(t.shape) for t in analyzer.model.inputs]
         raise ValueError(
@@ -69,12 +70,12 @@ class GradCAM(Gradient):
 
     def __init__(self, model, *, layer_name: str | None = None, **kwargs):
         super().__init__(model, **kwargs)
-        _single_image_input(self)
+        check_single_image_input(self)
         convs = [
             step
-            for step in self._steps
+            for step in self.engine.steps
             if isinstance(step.layer, _CONV_CLASSES)
-            and step.index in self._active
+            and step.index in self.engine.active
             and len(step.outputs) == 1
             and len(step.node.outputs[0].shape) == 4
         ]
@@ -102,10 +103,11 @@ class GradCAM(Gradient):
         return ops.mean(grads, axis=(1, 2), keepdims=True)
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
-        values, records = self._replay(inputs, training=training)
-        head = values[self._head_key]
+        engine = self.engine
+        values, records = engine.replay(inputs, training=training)
+        head = values[engine.head_key]
         weights = selection_weights(head, self.neuron_selection_mode, selection)
-        relevance = backward(records, {self._head_key: weights}, self._handlers)
+        relevance = engine.backward(records, {engine.head_key: weights}, self._handlers)
         features = values[self._feature_key]
         grads = relevance.get(self._feature_key)
         if grads is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from keras import ops
 
 from keras_isnet.analyzers.base import Analyzer
+from keras_isnet.backend import vjp
+from keras_isnet.engine import pullback_handler
 from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
 from keras_isnet.layers.base import activation_name
 
@@ -27,10 +29,6 @@ def _check_float_inputs(analyzer):
                 f"input {t.name!r} has dtype {t.dtype} (e.g. Embedding indices). Use an LRP "
                 "analyzer, which reports per-token relevance for Embedding inputs."
             )
-
-
-def _pullback(record, Rs):
-    return record.pullback(Rs)
 
 
 class Gradient(Analyzer):
@@ -50,12 +48,10 @@ class Gradient(Analyzer):
         self.postprocess = postprocess
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
+        self._handlers = self.engine.handlers(lambda step: pullback_handler)
 
     def _seed(self, head, weights):
         return weights
-
-    def _handler(self, step):
-        return _pullback
 
     def _finalize(self, inputs, relevances):
         if self.postprocess == "abs":
@@ -74,27 +70,20 @@ class BaselineGradient(Gradient):
     name = "gradient.baseline"
 
     def _propagate(self, inputs, weights_fn, *, training=False, keep=None):
-        from keras_isnet.backend import vjp
+        engine = self.engine
 
-        head_model = self._head_function()
-        head, pullback = vjp(lambda *xs: head_model(list(xs), training), inputs)
+        def head_of(*xs):
+            return engine.replay(list(xs), training=training)[0][engine.head_key]
+
+        head, pullback = vjp(head_of, inputs)
         grads = pullback(weights_fn(head))
         return [ops.zeros_like(x) if g is None else g for x, g in zip(inputs, grads, strict=True)]
-
-    def _head_function(self):
-        def fn(xs, training):
-            return self._replay(xs, training=training)[0][self._head_key]
-
-        return fn
 
 
 class InputTimesGradient(Gradient):
     """Input times gradient (``input_t_gradient``)."""
 
     name = "input_t_gradient"
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, **kwargs)
 
     def _finalize(self, inputs, relevances):
         return [ops.multiply(x, r) for x, r in zip(inputs, relevances, strict=True)]
@@ -123,14 +112,15 @@ class Deconvnet(Analyzer):
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
+        self._handlers = self.engine.handlers(self._handler)
 
     def _handler(self, step):
         kind = _relu_kind(step)
         if kind == "layer":
             return lambda record, Rs: [ops.relu(Rs[0])]
-        if kind == "activation" and step.index not in self._linear_steps:
+        if kind == "activation" and step.index not in self.engine.linear_steps:
             return lambda record, Rs: [record.kernel.pullback(ops.relu(Rs[0]))]
-        return _pullback
+        return pullback_handler
 
 
 class GuidedBackprop(Analyzer):
@@ -144,8 +134,9 @@ class GuidedBackprop(Analyzer):
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
+        self._handlers = self.engine.handlers(self._handler)
 
     def _handler(self, step):
-        if _relu_kind(step) is not None and step.index not in self._linear_steps:
+        if _relu_kind(step) is not None and step.index not in self.engine.linear_steps:
             return lambda record, Rs: record.pullback([ops.relu(Rs[0])])
-        return _pullback
+        return pullback_handler

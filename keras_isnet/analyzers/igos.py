@@ -45,7 +45,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_isnet.analyzers.grad_cam import _single_image_input, upsample
+from keras_isnet.analyzers.grad_cam import check_single_image_input, upsample
 from keras_isnet.analyzers.gradient import Gradient
 from keras_isnet.backend import compile_function, vjp
 from keras_isnet.image import gaussian_blur
@@ -141,7 +141,7 @@ class IGOSPlusPlus(Gradient):
         self.verbose = verbose
         self._seed_generator = keras.random.SeedGenerator(seed)
         super().__init__(model, **kwargs)
-        _single_image_input(self)
+        check_single_image_input(self)
         self._check_resolution(tuple(model.inputs[0].shape[1:3]))
         # analyze() runs the optimisation loop eagerly; its steps are compiled below.
         self._compiled = self._compiled_explain
@@ -166,8 +166,8 @@ class IGOSPlusPlus(Gradient):
     def _scores(self, images, weights, copies: int):
         """The explained score of ``copies * batch`` images stacked copy-major: ``(copies,
         batch)``."""
-        values, _ = self._replay([images])
-        head = values[self._head_key]
+        values, _ = self.engine.replay([images])
+        head = values[self.engine.head_key]
         if self.softmax:
             head = ops.softmax(head, axis=-1)
         tiled = ops.tile(weights, [copies] + [1] * (len(weights.shape) - 1))
@@ -241,8 +241,9 @@ class IGOSPlusPlus(Gradient):
     def _explain(self, inputs, selection, *, training=False, keep=None):
         x = inputs[0]
         self._check_resolution(tuple(x.shape[1:3]))
-        values, _ = self._replay([x])
-        weights = selection_weights(values[self._head_key], self.neuron_selection_mode, selection)
+        values, _ = self.engine.replay([x])
+        head = values[self.engine.head_key]
+        weights = selection_weights(head, self.neuron_selection_mode, selection)
         base = gaussian_blur(x, self.blur_sigma, self.blur_kernel_size)
         batch = int(x.shape[0])
         shape = (batch, *self.resolution, 1)

@@ -13,9 +13,6 @@ class Input(Analyzer):
 
     name = "input"
 
-    def _handler(self, step):
-        return lambda record, Rs: record.pullback(Rs)
-
     def _explain(self, inputs, selection, *, training=False, keep=None):
         return [ops.convert_to_tensor(x) for x in inputs]
 
@@ -34,9 +31,6 @@ class Random(Analyzer):
         self.stddev = stddev
         self._seed_generator = keras.random.SeedGenerator(seed)
         super().__init__(model, **kwargs)
-
-    def _handler(self, step):
-        return lambda record, Rs: record.pullback(Rs)
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
         return [

@@ -34,8 +34,9 @@ class _AugmentedGradient(Gradient):
         return mean_gradients
 
     def _explain(self, inputs, selection, *, training=False, keep=None):
-        values, _ = self._replay(inputs)
-        weights = selection_weights(values[self._head_key], self.neuron_selection_mode, selection)
+        values, _ = self.engine.replay(inputs)
+        head = values[self.engine.head_key]
+        weights = selection_weights(head, self.neuron_selection_mode, selection)
         chunk = self.augment_batch_size or self._n
         totals = None
         for start in range(0, self._n, chunk):

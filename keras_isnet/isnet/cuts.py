@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from keras_isnet.isnet.model import ISNet, _unpack
+from keras_isnet.isnet.model import ISNet, unpack_batch
 from keras_isnet.losses import CutAccumulator
 
 
@@ -53,7 +53,7 @@ def tune_cuts(isnet: ISNet, data, *, epochs: int = 5, verbose: int = 0, ddof: in
         isnet._P_value.assign(saved_value)
     accumulator = CutAccumulator(ddof=ddof)
     for batch in data:
-        images, labels, _ = _unpack(batch)
+        images, labels, _ = unpack_batch(batch)
         _, heatmaps = isnet.heatmaps.logits_and_heatmaps(
             images, labels, variant=isnet.variant, training=False
         )

@@ -16,30 +16,29 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_isnet import backend
-from keras_isnet.isnet.heatmaps import (
-    VARIANTS,
-    ISNetHeatmaps,
-    _sparse_labels,
-    segmentation_labels,
+from keras_isnet.isnet.heatmaps import ISNetHeatmaps
+from keras_isnet.isnet.variants import get_variant, segmentation_labels, sparse_labels
+from keras_isnet.losses import (
+    gwrp,
+    isnet_heatmap_loss,
+    loss_dtype,
+    prepare_masks,
+    validate_loss_options,
 )
-from keras_isnet.losses import isnet_heatmap_loss, loss_dtype
 
-#: the reference defaults of the heatmap loss (method page, section 2).
+#: the reference defaults of the heatmap loss (method page, section 2): the loss's own
+#: keyword defaults, but its reduction (the ISNet reduces per sample itself).
 LOSS_DEFAULTS = {
-    "d": 0.9,
-    "E": 1.0,
-    "A": 1.0,
-    "B": 3.0,
-    "C1": 1.0,
-    "C2": 25.0,
-    "foreground": "L2",
-    "norm": "absRoIMean",
+    name: p.default
+    for name, p in inspect.signature(isnet_heatmap_loss).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "reduction"
 }
 
 
@@ -47,8 +46,9 @@ LOSS_DEFAULTS = {
 _SEED_STATE_KEY = "seed_generator_state"
 
 
-def _unpack(data):
-    """``(images, labels, masks)`` from a batch; masks may be None."""
+def unpack_batch(data) -> tuple:
+    """``(images, labels, masks)`` from a batch (a 3-tuple, ``(images, labels)``, images
+    alone, or a dict with those keys); missing parts are None."""
     if isinstance(data, dict):
         return data.get("images"), data.get("labels"), data.get("masks")
     if not isinstance(data, (tuple, list)):
@@ -148,8 +148,7 @@ class ISNet(keras.Model):
     ):
         name = loss_kwargs.pop("name", None) or f"isnet_{model.name}"
         super().__init__(name=name)
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown ISNet variant {variant!r}; valid: {list(VARIANTS)}.")
+        self._variant = get_variant(variant)
         unknown = set(loss_kwargs) - set(LOSS_DEFAULTS)
         if unknown:
             raise TypeError(
@@ -165,7 +164,7 @@ class ISNet(keras.Model):
         self.seed = seed
         self.loss_kwargs = {**LOSS_DEFAULTS, **loss_kwargs}
         self._check_P(P)
-        _check_loss_options(self.loss_kwargs)
+        validate_loss_options(**self.loss_kwargs)
         self.heatmaps = ISNetHeatmaps(
             model,
             epsilon=self.epsilon,
@@ -177,7 +176,7 @@ class ISNet(keras.Model):
         self._hidden_keys = {}
         self._class_weights = None  # set by fit(class_weight=...) for its steps
         if deep_supervision:
-            if variant not in ("selective", "stochastic"):
+            if not self._variant.supports_hidden:
                 raise ValueError(
                     "deep_supervision works with the selective and stochastic variants, not "
                     f"{variant!r}."
@@ -315,7 +314,7 @@ class ISNet(keras.Model):
         out = self.heatmaps.logits_and_heatmaps(
             images,
             labels,
-            variant=self.variant,
+            variant=self._variant,
             training=training,
             seed=self._seed_generator,
             hidden=self._hidden_keys or None,
@@ -332,22 +331,12 @@ class ISNet(keras.Model):
         return total, ce, heat, logits, heatmaps
 
     def _heatmap_loss(self, heatmaps, masks):
-        """The heatmap loss per sample ``(batch,)``."""
-        kwargs = dict(self.loss_kwargs, reduction="none")
-        c1, c2 = kwargs.pop("C1"), kwargs.pop("C2")
-        if self.variant == "dual" and isinstance(c1, (tuple, list)):
-            losses = [
-                isnet_heatmap_loss(heatmaps[:, i : i + 1], masks, C1=c1[i], C2=c2[i], **kwargs)
-                for i in range(2)
-            ]
-            return ops.mean(ops.stack(losses, axis=-1), axis=-1)
-        return isnet_heatmap_loss(heatmaps, masks, C1=c1, C2=c2, **kwargs)
+        """The heatmap loss per sample ``(batch,)`` (the variant's, e.g. per-map cuts)."""
+        return self._variant.heatmap_loss(heatmaps, masks, self.loss_kwargs)
 
     def _deep_supervision_loss(self, heatmaps, hidden, masks):
         """Input and hidden-layer heatmap losses per sample, combined by a 1-D GWRP
         (``hidden``: the hidden layers' heatmaps by layer name)."""
-        from keras_isnet.losses import gwrp
-
         kwargs = {k: v for k, v in self.loss_kwargs.items() if k not in ("C1", "C2")}
         per_layer = [
             isnet_heatmap_loss(
@@ -402,7 +391,7 @@ class ISNet(keras.Model):
         return masks, images
 
     def train_step(self, data):
-        images, labels, masks = _unpack(data)
+        images, labels, masks = unpack_batch(data)
         self._require_masks(masks, "fit")
         masks = _masks_of_known_rank(masks, images)
         masks, images = self._checked(masks, images)
@@ -412,7 +401,7 @@ class ISNet(keras.Model):
 
         weights = None
         if self._class_weights is not None:
-            weights = ops.take(ops.convert_to_tensor(self._class_weights), _sparse_labels(labels))
+            weights = ops.take(ops.convert_to_tensor(self._class_weights), sparse_labels(labels))
 
         def loss_fn():
             total, ce, heat, logits, heatmaps = self._isnet_losses(
@@ -429,7 +418,7 @@ class ISNet(keras.Model):
         return self._compiled_metrics(labels, logits)
 
     def test_step(self, data):
-        images, labels, masks = _unpack(data)
+        images, labels, masks = unpack_batch(data)
         if masks is None:
             logits = self.heatmaps.logits(images, training=False)
             ce = classification_loss(labels, logits)
@@ -523,7 +512,7 @@ def _labels_for(labels, logits):
     ``(batch, H, W)`` for segmentation logits ``(batch, H, W, K)``."""
     if len(logits.shape) > 2:
         return segmentation_labels(labels, logits)
-    return _sparse_labels(labels)
+    return sparse_labels(labels)
 
 
 def classification_loss(labels, logits, sample_weight=None):
@@ -555,22 +544,8 @@ def _weighted_mean(per_sample, weights=None):
     return ops.mean(ops.multiply(per_sample, weights))
 
 
-def _check_loss_options(kwargs):
-    """Reject bad heatmap-loss options when the ISNet is created, not at the first step."""
-    from keras_isnet.losses.isnet_heatmap_loss import _check_choice, _check_params
-
-    _check_choice("foreground", kwargs["foreground"], ("L2", "hybrid", "L1"))
-    _check_choice("norm", kwargs["norm"], ("absRoIMean", "RoIMean", "none"))
-    c1, c2 = kwargs["C1"], kwargs["C2"]
-    pairs = zip(c1, c2, strict=True) if isinstance(c1, (tuple, list)) else [(c1, c2)]
-    for a, b in pairs:
-        _check_params(d=kwargs["d"], E=kwargs["E"], C1=a, C2=b)
-
-
 def _background_share(heatmaps, masks):
     """Mean over the batch of |R| outside the mask / total |R| (heatmaps (B, K, H, W, C))."""
-    from keras_isnet.losses import prepare_masks
-
     h = ops.abs(ops.cast(heatmaps, loss_dtype(heatmaps.dtype)))
     h = ops.sum(h, axis=(1, 4))  # (B, H, W)
     m = ops.cast(prepare_masks(masks, tuple(h.shape[1:3])), h.dtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_isnet.layers.base import ElementwiseLayer
+from keras_isnet.layers.base import NONNEGATIVE_ACTIVATIONS, ElementwiseLayer
 from keras_isnet.layers.registry import register_reverse_rule
 
 
@@ -24,10 +24,6 @@ def _relu_layer_is_plain(layer) -> bool:
 
 def _activation_is_relu(layer) -> bool:
     return getattr(layer.activation, "__name__", "") == "relu"
-
-
-#: activations whose output is never negative.
-NONNEGATIVE_ACTIVATIONS = ("relu", "relu6", "softplus", "sigmoid", "softmax", "exponential")
 
 
 def _activation_is_nonnegative(layer) -> bool:

@@ -15,6 +15,14 @@ Each supported layer class is described by one :class:`ReverseLayer`. The descri
   Add). LRP splits relevance in proportion to each input's contribution (the z-rule).
 * :class:`CustomLayer`: a user-supplied reverse function.
 
+Behaviour per family is a method of the description: :meth:`ReverseLayer.lrp_handler`
+gives the LRP backward handler of one layer call and :meth:`ReverseLayer.conservation_info`
+what the conservation report says about it. Both receive the LRP *context* (a
+:class:`keras_isnet.composites.BoundComposite`): the rule chosen for a kernel layer
+(``context.rule_for(step)``), a rule map's rule for a weightless layer
+(``context.weightless_rule(step)``), the z-rule's division (``context.weightless_divide``),
+``context.bn_rule`` and ``context.fold_plan``.
+
 New layer types are added with :func:`keras_isnet.register_reverse_rule`.
 """
 
@@ -24,6 +32,16 @@ from collections.abc import Callable
 
 from keras import ops
 
+from keras_isnet.backend import vjp
+
+#: activations whose output is never negative.
+NONNEGATIVE_ACTIVATIONS = ("relu", "relu6", "softplus", "sigmoid", "softmax", "exponential")
+
+
+def pass_handler(record, relevances):
+    """The backward handler that hands the relevance of the output to the input unchanged."""
+    return [relevances[0]]
+
 
 def activation_name(layer) -> str:
     """The ``__name__`` of ``layer``'s built-in activation (``"relu"``, ``"softmax"``, ...),
@@ -32,13 +50,28 @@ def activation_name(layer) -> str:
 
 
 class ReverseLayer:
-    """Base class of the layer descriptions. ``kind`` names the category."""
+    """Base class of the layer descriptions."""
 
-    kind: str = ""
+    #: whether LRP decomposes the layer with a rule of its own (kernel layers, embeddings,
+    #: custom rules); Deep Taylor propagates along the gradient through all other layers.
+    decomposes = False
 
     def output_nonnegative(self, layer, inputs_nonnegative: bool) -> bool:
         """Whether the layer's output is >= 0 (``inputs_nonnegative``: all inputs are)."""
         return False
+
+    def lrp_handler(self, step, context):
+        """The LRP backward handler ``handler(record, R_out) -> R_in`` of one layer call.
+
+        Args:
+            step: the layer call (:class:`keras_isnet.graph.Step`).
+            context: the LRP context (see the module docstring).
+        """
+        raise NotImplementedError
+
+    def conservation_info(self, step, context) -> tuple[str, list[str]]:
+        """``(rule label, causes of absorption)`` of one layer call, for the report."""
+        return type(self).__name__, []
 
     def __repr__(self):
         return f"{type(self).__name__}()"
@@ -55,8 +88,6 @@ class ElementwiseLayer(ReverseLayer):
             input is. Only used to skip work that is zero for non-negative inputs.
     """
 
-    kind = "elementwise"
-
     def __init__(self, relu: bool | Callable = False, nonnegative: bool | Callable | str = False):
         self._relu = relu
         self._nonnegative = nonnegative
@@ -71,11 +102,29 @@ class ElementwiseLayer(ReverseLayer):
             return bool(self._nonnegative(layer))
         return bool(self._nonnegative)
 
+    def lrp_handler(self, step, context):
+        if len(set(step.inputs)) != 1 or len(step.outputs) != 1:
+            raise context.unsupported(step, "an element-wise layer needs one input and output")
+        in_shape = tuple(step.node.input_tensors[0].shape[1:])
+        out_shape = tuple(step.node.outputs[0].shape[1:])
+        if in_shape != out_shape:
+            raise context.unsupported(
+                step, f"registered as element-wise but maps {in_shape} to {out_shape}"
+            )
+        return pass_handler
+
+    def conservation_info(self, step, context):
+        return "pass", []
+
 
 class RoutingLayer(ReverseLayer):
     """A layer that moves values without mixing them: relevance follows the gradient."""
 
-    kind = "routing"
+    #: what the conservation report names as this layer's possible losses.
+    causes: tuple = ()
+
+    def __init__(self, causes: tuple = ()):
+        self.causes = tuple(causes)
 
     def output_nonnegative(self, layer, inputs_nonnegative: bool) -> bool:
         return inputs_nonnegative
@@ -89,6 +138,16 @@ class RoutingLayer(ReverseLayer):
         """
         return pullback
 
+    def lrp_handler(self, step, context):
+        return _routing_handler
+
+    def conservation_info(self, step, context):
+        return "routing", list(self.causes)
+
+
+def _routing_handler(record, relevances):
+    return record.pullback(relevances)
+
 
 class WeightlessLinearLayer(ReverseLayer):
     """A weightless linear layer (sum or mean of inputs): LRP uses the z-rule.
@@ -98,13 +157,40 @@ class WeightlessLinearLayer(ReverseLayer):
             sums and means, False for Subtract).
     """
 
-    kind = "weightless_linear"
-
     def __init__(self, preserves_sign: bool = True):
         self.preserves_sign = preserves_sign
 
     def output_nonnegative(self, layer, inputs_nonnegative: bool) -> bool:
         return self.preserves_sign and inputs_nonnegative
+
+    def lrp_handler(self, step, context):
+        rule = context.weightless_rule(step)
+        if rule is not None:
+            return lambda record, Rs: list(
+                rule.reverse_weightless(
+                    step.layer, record.inputs, record.outputs, record.pullback, Rs
+                )
+            )
+        divide = context.weightless_divide
+
+        def z_rule(record, Rs):
+            s = [divide(R, y) for R, y in zip(Rs, record.outputs, strict=True)]
+            grads = record.pullback(s)
+            return [
+                None if g is None else ops.multiply(x, g)
+                for x, g in zip(record.inputs, grads, strict=True)
+            ]
+
+        return z_rule
+
+    def conservation_info(self, step, context):
+        rule = context.weightless_rule(step)
+        if rule is not None:
+            return rule.label, rule.absorption()
+        epsilon = context.weightless_epsilon
+        if epsilon is None:
+            return "z-rule", ["zero denominators"]
+        return f"z-rule(e={epsilon:g})", ["epsilon"]
 
 
 class KernelLayer(ReverseLayer):
@@ -115,8 +201,10 @@ class KernelLayer(ReverseLayer):
     the epsilon rule on "dense" and alpha-beta on "conv").
     """
 
-    kind = "kernel"
     category = "dense"
+    decomposes = True
+    #: whether BatchNormalization can be folded into layers of this type (canonizers).
+    foldable = False
 
     def weights(self, layer):
         """``(kernel, bias)`` of ``layer``; ``kernel`` may be a tuple, ``bias`` may be None."""
@@ -138,6 +226,68 @@ class KernelLayer(ReverseLayer):
         several transposes run as one call); None where that does not hold."""
         return None
 
+    def output_nonnegative(self, layer, inputs_nonnegative: bool) -> bool:
+        return activation_name(layer) in NONNEGATIVE_ACTIVATIONS
+
+    def channel_axis(self, layer, rank: int) -> int:
+        """The channel axis (non-negative) of a rank-``rank`` input or output of ``layer``."""
+        if getattr(layer, "data_format", "channels_last") == "channels_first":
+            return 1
+        return rank - 1
+
+    def fold_problem(self, layer, side: str) -> str | None:
+        """Why a BatchNormalization cannot be folded into ``layer`` on ``side`` (``"before"``:
+        the BN feeds the layer; ``"after"``: it reads the layer's output), as a predicate
+        such as ``"is quantized"``, or None."""
+        if not self.foldable:
+            return "is not a Dense or convolution layer"
+        if getattr(layer, "quantization_mode", None):
+            return "is quantized"
+        if side == "after" and self.activation(layer) is not None:
+            act = getattr(self.activation(layer), "__name__", "an activation")
+            return f"has activation {act!r} before the BN"
+        return None
+
+    def scale_inputs(self, layer, kernel, s):
+        """The kernel of ``x -> layer(s * x)`` (``s`` per input channel): kernels shaped
+        ``(..., in, out)`` by default."""
+        return ops.multiply(kernel, ops.expand_dims(s, -1))
+
+    def scale_outputs(self, layer, kernel, s):
+        """The kernel of ``x -> s * layer(x)`` (``s`` per output channel)."""
+        return ops.multiply(kernel, s)
+
+    def relevance_passes(self, context) -> bool:
+        """Whether relevance crosses this layer unchanged under ``context`` (a folded or
+        passed BatchNormalization); False for ordinary kernel layers."""
+        return False
+
+    def lrp_handler(self, step, context):
+        if self.relevance_passes(context):
+            return pass_handler
+        rule = context.rule_for(step)
+        return lambda record, Rs: [rule(record.kernel, Rs[0])]
+
+    def conservation_info(self, step, context):
+        rule = context.rule_for(step)
+        causes = []
+        if rule.uses_bias:
+            causes.extend(self.bias_causes(step, context))
+        causes.extend(rule.absorption())
+        return rule.label, causes
+
+    def bias_causes(self, step, context) -> list[str]:
+        """What plays the role of a bias at this layer call: its own bias and the shifts of
+        the BatchNormalization layers folded into it."""
+        causes = ["bias"] if getattr(step.layer, "use_bias", False) else []
+        plan = context.fold_plan
+        fold = None if plan is None else plan.folds.get(step.index)
+        if fold is not None:
+            for bn in (fold.before, fold.after):
+                if bn is not None:
+                    causes.append(f"BN shift of {bn.path!r} (folded)")
+        return causes
+
     def transposes(self, layer, x, kernels):
         """A function ``s -> [W^T s for W in kernels]`` for inputs shaped like ``x``.
 
@@ -146,8 +296,6 @@ class KernelLayer(ReverseLayer):
         with several output channels instead of several with one, which is much faster for
         the first layer of an image model); otherwise one pullback per kernel.
         """
-        from keras_isnet.backend import vjp
-
         axes = self.input_channel_axes(layer)
         if axes is None or len(kernels) == 1:
             pulls = [vjp(lambda v, k=k: self.linear(layer, v, k), [x])[1] for k in kernels]
@@ -179,7 +327,7 @@ class CustomLayer(ReverseLayer):
             ``("custom rule",)``).
     """
 
-    kind = "custom"
+    decomposes = True
 
     def __init__(self, fn: Callable, label: str = "custom", causes=("custom rule",)):
         if not callable(fn):
@@ -188,6 +336,13 @@ class CustomLayer(ReverseLayer):
         self.label = label
         self.causes = list(causes)
 
+    def lrp_handler(self, step, context):
+        fn = self.fn
+        return lambda record, Rs: list(fn(step.layer, record.inputs, record.outputs, Rs))
+
+    def conservation_info(self, step, context):
+        return self.label, list(self.causes)
+
     def __repr__(self):
         return f"CustomLayer({getattr(self.fn, '__name__', self.fn)!r})"
 
@@ -195,4 +350,10 @@ class CustomLayer(ReverseLayer):
 class EmbeddingLayer(ReverseLayer):
     """An embedding lookup: the relevance of a token is the sum over its embedding vector."""
 
-    kind = "embedding"
+    decomposes = True
+
+    def lrp_handler(self, step, context):
+        return lambda record, Rs: [ops.sum(Rs[0], axis=-1)]
+
+    def conservation_info(self, step, context):
+        return "sum over embedding", []

@@ -20,6 +20,7 @@ from keras_isnet.layers.registry import register_reverse_rule
 
 class _ConvBase(KernelLayer):
     category = "conv"
+    foldable = True
 
     def weights(self, layer):
         return layer.kernel, layer.bias
@@ -49,6 +50,11 @@ class ConvolutionReverse(_ConvBase):
             )
         return layer.convolution_op(x, kernel)
 
+    def fold_problem(self, layer, side: str) -> str | None:
+        if side == "before" and layer.groups != 1:
+            return "is a grouped convolution"
+        return super().fold_problem(layer, side)
+
     def input_channel_axes(self, layer):
         if getattr(layer, "groups", 1) != 1 or layer.padding == "causal":
             return None
@@ -69,6 +75,12 @@ class ConvolutionTransposeReverse(_ConvBase):
             data_format=layer.data_format,
         )
 
+    def scale_inputs(self, layer, kernel, s):
+        return ops.multiply(kernel, s)  # kernel (..., out, in)
+
+    def scale_outputs(self, layer, kernel, s):
+        return ops.multiply(kernel, ops.expand_dims(s, -1))
+
 
 class DepthwiseConvolutionReverse(_ConvBase):
     """DepthwiseConv1D, DepthwiseConv2D."""
@@ -85,6 +97,9 @@ class DepthwiseConvolutionReverse(_ConvBase):
             dilation_rate=layer.dilation_rate,
             data_format=layer.data_format,
         )
+
+    def scale_outputs(self, layer, kernel, s):
+        return ops.multiply(kernel, ops.reshape(s, tuple(kernel.shape[-2:])))  # c * mult + m
 
 
 class SeparableConvolutionReverse(_ConvBase):
@@ -109,6 +124,14 @@ class SeparableConvolutionReverse(_ConvBase):
             dilation_rate=layer.dilation_rate,
             data_format=layer.data_format,
         )
+
+    def scale_inputs(self, layer, kernel, s):
+        depthwise, pointwise = kernel
+        return (ops.multiply(depthwise, ops.expand_dims(s, -1)), pointwise)
+
+    def scale_outputs(self, layer, kernel, s):
+        depthwise, pointwise = kernel
+        return (depthwise, ops.multiply(pointwise, s))
 
 
 for _cls in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D):

@@ -18,6 +18,7 @@ class DenseReverse(KernelLayer):
     """The linear part of a ``keras.layers.Dense`` layer (category "dense")."""
 
     category = "dense"
+    foldable = True
 
     def weights(self, layer):
         if getattr(layer, "quantization_mode", None):
@@ -32,6 +33,9 @@ class DenseReverse(KernelLayer):
 
     def input_channel_axes(self, layer):
         return 0, -1
+
+    def channel_axis(self, layer, rank: int) -> int:
+        return rank - 1
 
 
 register_reverse_rule(keras.layers.Dense, DenseReverse())

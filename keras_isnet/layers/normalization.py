@@ -50,5 +50,22 @@ class BatchNormalizationReverse(KernelLayer):
     def activation(self, layer):
         return None
 
+    def relevance_passes(self, context) -> bool:
+        """Relevance crosses a BN unchanged unless ``bn_rule="linear"`` puts a rule on it
+        (folded BNs are identities in the replay; ``"pass"`` passes them)."""
+        return context.bn_rule != "linear"
+
+    def conservation_info(self, step, context):
+        if self.relevance_passes(context):
+            plan = context.fold_plan
+            folded = plan.folded_into(step.index) if plan is not None else None
+            if folded is not None:
+                return f"folded into {folded[0].path!r}", []
+            return "Pass", []
+        return super().conservation_info(step, context)
+
+    def bias_causes(self, step, context) -> list[str]:
+        return ["BN shift"]
+
 
 register_reverse_rule(keras.layers.BatchNormalization, BatchNormalizationReverse())

@@ -56,6 +56,9 @@ class MaxPoolingRouting(RoutingLayer):
     ``MaxPoolGradGrad``. Overlapping windows use the pullback.
     """
 
+    def conservation_info(self, step, context):
+        return "winner-take-all", ["max-pool ties"]
+
     def pullback(self, layer, inputs, outputs, pullback):
         x, y = inputs[0], outputs[0]
         channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"

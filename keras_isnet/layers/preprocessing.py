@@ -27,14 +27,14 @@ class ResizingReverse(RoutingLayer):
     """Resizing: routing along the gradient; ``interpolation="area"`` is refused (TensorFlow
     has no gradient for it)."""
 
-    def kind_for(self, layer) -> str:
-        if getattr(layer, "interpolation", "") == "area":
+    def lrp_handler(self, step, context):
+        if getattr(step.layer, "interpolation", "") == "area":
             raise ValueError(
-                f"Layer {layer.name!r}: Resizing(interpolation='area') has no gradient in "
+                f"Layer {step.layer.name!r}: Resizing(interpolation='area') has no gradient in "
                 "TensorFlow, so relevance cannot be routed back through it; use 'bilinear' "
                 "(or resize the images before the model)."
             )
-        return self.kind
+        return super().lrp_handler(step, context)
 
 
 register_reverse_rule(keras.layers.Resizing, ResizingReverse())

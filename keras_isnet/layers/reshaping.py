@@ -12,8 +12,7 @@ can pass relevance on from a zero neuron: it would be lost further down (at an A
 convolution). The z-rule gives zero neurons no relevance, so the whole network conserves.
 
 Example:
-    >>> UpSamplingReverse().kind_for(keras.layers.UpSampling2D(interpolation="bilinear"))
-    'weightless_linear'
+    >>> ki.create_analyzer("lrp.epsilon", unet)   # bilinear UpSampling2D: the z-rule
 """
 
 from __future__ import annotations
@@ -25,17 +24,24 @@ from keras_isnet.layers.registry import register_reverse_rule
 
 
 class UpSamplingReverse(RoutingLayer):
-    """UpSampling2D: routing for nearest-neighbour interpolation, else the z-rule.
+    """UpSampling2D: routing for nearest-neighbour interpolation, else the z-rule."""
 
-    ``kind`` is "routing"; :meth:`kind_for` gives the kind of one layer instance, which
-    the LRP analyzers use.
-    """
+    def __init__(self):
+        super().__init__()
+        self._interpolating = WeightlessLinearLayer()
 
-    def kind_for(self, layer) -> str:
-        """``"routing"`` for nearest interpolation, ``"weightless_linear"`` otherwise."""
+    def _for(self, layer) -> RoutingLayer | WeightlessLinearLayer:
+        """The description of one layer instance: routing for nearest interpolation, the
+        z-rule of a weightless linear layer otherwise."""
         if getattr(layer, "interpolation", "nearest") == "nearest":
-            return RoutingLayer.kind
-        return WeightlessLinearLayer.kind
+            return super()
+        return self._interpolating
+
+    def lrp_handler(self, step, context):
+        return self._for(step.layer).lrp_handler(step, context)
+
+    def conservation_info(self, step, context):
+        return self._for(step.layer).conservation_info(step, context)
 
 
 for _cls in (
@@ -46,11 +52,10 @@ for _cls in (
     keras.layers.Cropping1D,
     keras.layers.Cropping2D,
     keras.layers.Cropping3D,
-    keras.layers.ZeroPadding1D,
-    keras.layers.ZeroPadding2D,
-    keras.layers.ZeroPadding3D,
     keras.layers.UpSampling1D,
     keras.layers.UpSampling3D,
 ):
     register_reverse_rule(_cls, RoutingLayer())
+for _cls in (keras.layers.ZeroPadding1D, keras.layers.ZeroPadding2D, keras.layers.ZeroPadding3D):
+    register_reverse_rule(_cls, RoutingLayer(causes=("relevance on the padding",)))
 register_reverse_rule(keras.layers.UpSampling2D, UpSamplingReverse())

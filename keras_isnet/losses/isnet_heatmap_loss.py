@@ -242,6 +242,27 @@ def _replace_non_finite(h, mask):
     return ops.where(finite, h, replaced)
 
 
+def validate_loss_options(
+    *, d=0.9, E=1.0, A=1.0, B=3.0, C1=1.0, C2=25.0, foreground="L2", norm="absRoIMean"
+) -> None:
+    """Check the options of :func:`isnet_heatmap_loss` without computing it (the ISNet does
+    this when it is created, so a bad option fails at once, not at the first step).
+
+    Args:
+        d, E, A, B, C1, C2, foreground, norm: as for :func:`isnet_heatmap_loss`; ``C1`` and
+            ``C2`` may also be equal-length pairs (one cut per map of the dual ISNet).
+
+    Raises:
+        ValueError: an unknown ``foreground``/``norm``, ``d < 0``, ``E <= 0`` or cuts with
+            ``C1 > C2`` (the message names the option).
+    """
+    _check_choice("foreground", foreground, FOREGROUND_CHOICES)
+    _check_choice("norm", norm, NORM_CHOICES)
+    pairs = zip(C1, C2, strict=True) if isinstance(C1, (tuple, list)) else [(C1, C2)]
+    for a, b in pairs:
+        _check_params(d=d, E=E, C1=a, C2=b)
+
+
 def _check_choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         valid = ", ".join(repr(c) for c in choices)

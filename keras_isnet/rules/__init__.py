@@ -47,6 +47,25 @@ RULES = {
 }
 
 
+def register_rule(name: str, factory) -> None:
+    """Make ``name`` a rule name that :func:`get_rule` (and so every ``rule=`` or rule-map
+    entry) accepts.
+
+    Args:
+        name: the name, e.g. ``"PositiveEpsilon"``; an existing name is refused.
+        factory: a :class:`Rule` subclass or a function of no arguments returning a rule.
+
+    Example:
+        >>> register_rule("PositiveEpsilon", PositiveEpsilonRule)
+        >>> ki.create_analyzer("lrp", model, rule="PositiveEpsilon")
+    """
+    if not callable(factory):
+        raise TypeError(f"register_rule needs a Rule class or a factory, got {factory!r}.")
+    if name in RULES and RULES[name] is not factory:
+        raise ValueError(f"A rule named {name!r} is registered already.")
+    RULES[name] = factory
+
+
 def get_rule(rule) -> Rule:
     """A :class:`Rule` from a rule object, a rule name, a Rule subclass or ``(low, high)``.
 
@@ -90,6 +109,7 @@ __all__ = [
     "ZPlusRule",
     "ZRule",
     "get_rule",
+    "register_rule",
     "safe_divide",
     "stabilize",
 ]

@@ -8,15 +8,16 @@ Gamma, zennit's alpha-beta and zennit's z-plus all have the form::
 
 for two transformed kernels ``K_a``, ``K_b``, biases ``b_a``, ``b_b``, weights ``w_a``,
 ``w_b`` and optional masks ``m_a``, ``m_b`` over the outputs; ``stab(z) = z + eps sign(z)``
-with ``sign(0) = +1`` (zennit's ``stabilize``). Both input signs go through each kernel in
-one call, stacked along the batch axis.
+with ``sign(0) = +1`` (zennit's ``stabilize``), or iNNvestigate's exact-zero guard for its
+alpha-beta rule. Both input signs go through each kernel in one call, stacked along the
+batch axis.
 """
 
 from __future__ import annotations
 
 from keras import ops
 
-from keras_isnet.rules.base import KernelCall, negative, positive, stabilize
+from keras_isnet.rules.base import KernelCall, Rule, negative, positive, safe_divide, stabilize
 
 
 def sign_split(
@@ -31,7 +32,7 @@ def sign_split(
     weight_b: float = 0.0,
     mask_a=None,
     mask_b=None,
-    epsilon: float = 1e-6,
+    epsilon: float | None = 1e-6,
 ):
     """The input relevance of the two-part rule described in the module docstring.
 
@@ -43,7 +44,7 @@ def sign_split(
         weight_a, weight_b: the weights of the two parts (``weight_b = 0`` skips part b).
         mask_a, mask_b: optional 0/1 tensors shaped like ``R`` selecting the outputs whose
             relevance each part distributes.
-        epsilon: the stabiliser.
+        epsilon: the stabiliser; None guards exact zeros only (iNNvestigate's SafeDivide).
 
     Returns:
         The relevance of ``call.x``, with its shape.
@@ -51,7 +52,7 @@ def sign_split(
     use_b = bool(weight_b)
 
     def scaled(z, weight, mask):
-        s = ops.divide(R, stabilize(z, epsilon))
+        s = safe_divide(R, z) if epsilon is None else ops.divide(R, stabilize(z, epsilon))
         if mask is not None:
             s = ops.multiply(s, mask)
         return ops.multiply(s, weight) if weight != 1.0 else s
@@ -83,3 +84,23 @@ def sign_split(
         ops.multiply(x_pos, ops.add(g_a[:n], g_b[:n])),
         ops.multiply(x_neg, ops.add(g_a[n:], g_b[n:])),
     )
+
+
+class AlphaBetaFamily(Rule):
+    """What the alpha-beta rules (iNNvestigate's and zennit's) say about themselves: their
+    label shows alpha and beta, and with ``beta > 0`` they do not conserve relevance where
+    one of the two parts is zero."""
+
+    alpha: float
+    beta: float
+
+    def _label_extra(self) -> str:
+        if "ZPlus" in self.name:
+            return ""
+        return f"(a={self.alpha:g},b={self.beta:g})"
+
+    def absorption(self) -> list[str]:
+        causes = super().absorption()
+        if self.beta > 0:
+            causes.append("non-conserving rule (alpha-beta where one part is zero)")
+        return causes

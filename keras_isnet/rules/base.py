@@ -106,12 +106,73 @@ class KernelCall:
 
 
 class Rule:
-    """Base class of LRP rules; subclasses implement ``__call__(call, R)``."""
+    """Base class of LRP rules: a small object that owns what it is and what it absorbs.
+
+    A rule implements ``__call__(call, R)`` for kernel layers. Everything else the package
+    needs to know about a rule is declared on the rule itself, so that a new rule is one
+    module (see ARCHITECTURE.md, "How to add a rule"):
+
+    * :attr:`label`: how the conservation report names it (``"Epsilon(e=1e-07)"``);
+    * :attr:`uses_bias`: whether the layer's bias (or a folded BN shift) enters its
+      denominators, and so can absorb relevance;
+    * :meth:`absorption`: the rule's own reasons to absorb relevance (``"epsilon"``,
+      ``"zero denominators"``, a non-conserving split);
+    * :attr:`applies_to_weightless`: whether a rule map may also put it on weightless linear
+      layers (Add, Average, average pooling), through :meth:`reverse_weightless`.
+
+    Example:
+        >>> rule = EpsilonRule(epsilon=1e-7)
+        >>> rule.label, rule.uses_bias, rule.absorption()
+        ('Epsilon(e=1e-07)', True, ['epsilon'])
+    """
 
     name = ""
+    #: attributes shown in :attr:`label` and their short names, in this order.
+    label_params: dict = {"epsilon": "e", "gamma": "g"}
+    #: whether :attr:`label` says ``[no bias]`` for a rule with ``bias=False``.
+    label_ignored_bias = True
+    #: how the rule's denominators can absorb relevance (None: they cannot).
+    stabilizer: str | None = "zero denominators"
+    #: whether a rule map may put the rule on weightless linear layers.
+    applies_to_weightless = False
 
     def __call__(self, call: KernelCall, R):
         raise NotImplementedError
+
+    @property
+    def uses_bias(self) -> bool:
+        """Whether the bias enters the rule's denominators (default: its ``bias`` flag)."""
+        return bool(getattr(self, "bias", False))
+
+    @property
+    def label(self) -> str:
+        """The rule's name with its parameters, e.g. ``"Epsilon(e=0.01)[no bias]"``."""
+        text = self.name or type(self).__name__
+        for attr, short in self.label_params.items():
+            value = getattr(self, attr, None)
+            if isinstance(value, float):
+                text += f"({short}={value:g})"
+        text += self._label_extra()
+        if self.label_ignored_bias and getattr(self, "bias", True) is False:
+            text += "[no bias]"
+        return text
+
+    def _label_extra(self) -> str:
+        """Text appended to the label after the parameters (alpha-beta's weights)."""
+        return ""
+
+    def absorption(self) -> list[str]:
+        """Why relevance can be lost at this rule besides the bias: ``["epsilon"]``,
+        ``["zero denominators"]``, plus any non-conserving split; ``[]`` for exact rules."""
+        return [] if self.stabilizer is None else [self.stabilizer]
+
+    def reverse_weightless(self, layer, inputs, outputs, pullback, relevances):
+        """The rule at a weightless linear layer (for rules with
+        :attr:`applies_to_weightless`): lists of tensors in, input relevances out."""
+        raise TypeError(
+            f"{type(self).__name__} applies to kernel layers only (Dense, convolutions); put "
+            "NormRule or PassRule on weightless layers such as Add."
+        )
 
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

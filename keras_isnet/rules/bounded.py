@@ -43,6 +43,10 @@ class BoundedRule(Rule):
 
     name = "Bounded"
 
+    @property
+    def stabilizer(self) -> str:
+        return "zero denominators" if self.epsilon is None else "epsilon"
+
     def __init__(self, low=-1.0, high=1.0, epsilon: float | None = None):
         self.low = low
         self.high = high

@@ -43,6 +43,7 @@ class EpsilonRule(Rule):
     """
 
     name = "Epsilon"
+    stabilizer = "epsilon"
 
     def __init__(self, epsilon: float = 1e-7, bias: bool = True, detach_bias: bool = False):
         if not epsilon > 0:

@@ -40,6 +40,7 @@ class GammaRule(Rule):
     """
 
     name = "Gamma"
+    stabilizer = "epsilon"
 
     def __init__(self, gamma: float = 0.25, epsilon: float = 1e-6, bias: bool = True):
         if not gamma >= 0:

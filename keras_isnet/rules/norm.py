@@ -27,6 +27,10 @@ class NormRule(Rule):
     """
 
     name = "Norm"
+    stabilizer = "epsilon"
+    applies_to_weightless = True
+    #: the layer's own output, bias included, is the denominator.
+    uses_bias = True
 
     def __init__(self, epsilon: float = 1e-6):
         if not epsilon > 0:

@@ -37,6 +37,8 @@ class ZBoxRule(Rule):
     """
 
     name = "ZBox"
+    stabilizer = "epsilon"
+    label_params: dict = {}
 
     def __init__(self, low, high, epsilon: float = 1e-6):
         if low is None or high is None:

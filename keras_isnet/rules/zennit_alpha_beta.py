@@ -18,11 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from keras_isnet.rules._sign_split import sign_split
-from keras_isnet.rules.base import KernelCall, Rule, negative, positive
+from keras_isnet.rules._sign_split import AlphaBetaFamily, sign_split
+from keras_isnet.rules.base import KernelCall, negative, positive
 
 
-class ZennitAlphaBetaRule(Rule):
+class ZennitAlphaBetaRule(AlphaBetaFamily):
     """zennit's ``AlphaBeta``: ``alpha - beta = 1``, defaults alpha 2, beta 1.
 
     Args:
@@ -35,6 +35,7 @@ class ZennitAlphaBetaRule(Rule):
     """
 
     name = "ZennitAlphaBeta"
+    stabilizer = "epsilon"
 
     def __init__(
         self, alpha: float = 2.0, beta: float = 1.0, epsilon: float = 1e-6, bias: bool = True

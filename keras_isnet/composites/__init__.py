@@ -1,0 +1,62 @@
+"""Composites: which LRP rule each layer gets, as values registered by name.
+
+:class:`Composite` is the value (a rule map, a first-layer rule, canonizers, ...);
+:func:`register_composite` registers a factory of composites under a name; the modules
+:mod:`~keras_isnet.composites.innvestigate` and :mod:`~keras_isnet.composites.zennit` hold
+iNNvestigate's and zennit's composites as data.
+
+Example:
+    >>> ki.composites.build_composite("lrp.epsilon", {"epsilon": 0.1})
+    >>> ki.create_analyzer("lrp.epsilon_plus", model).analyze(x)
+"""
+
+from keras_isnet.composites import innvestigate, isnet, zennit  # noqa: F401  (registrations)
+from keras_isnet.composites.composite import BoundComposite, Composite, condition, rule_map
+from keras_isnet.composites.registry import (
+    COMPOSITES,
+    build_composite,
+    composite_factory,
+    composite_parameters,
+    register_composite,
+)
+from keras_isnet.composites.zennit import ZENNIT_EPSILON
+
+__all__ = [
+    "COMPOSITES",
+    "ZENNIT_EPSILON",
+    "BoundComposite",
+    "Composite",
+    "build_composite",
+    "composite_factory",
+    "composite_parameters",
+    "condition",
+    "register_composite",
+    "rule_map",
+]
+
+
+def __getattr__(name: str):
+    """The composite analyzer classes of earlier releases (``keras_isnet.composites.EpsilonPlus``)
+    now live in :mod:`keras_isnet.analyzers`; kept here as deprecated aliases for one release."""
+    if name in _MOVED:
+        import warnings
+
+        from keras_isnet import analyzers
+
+        warnings.warn(
+            f"keras_isnet.composites.{name} moved to keras_isnet.analyzers.{name}; the alias "
+            "will be removed in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(analyzers, name)
+    raise AttributeError(f"module 'keras_isnet.composites' has no attribute {name!r}")
+
+
+_MOVED = (
+    "EpsilonAlpha2Beta1",
+    "EpsilonAlpha2Beta1Flat",
+    "EpsilonGammaBox",
+    "EpsilonPlus",
+    "EpsilonPlusFlat",
+)
