@@ -58,7 +58,8 @@ class Engine:
             ``activation=`` of the last Dense/conv layer) is removed: the head is the logits.
         canonizers: objects with ``apply(engine) -> plan or None`` (see
             :class:`keras_isnet.canonizers.BatchNormFold`); the plan they return overrides
-            weights in the replay. At most one may return a plan. Default: none.
+            weights in the replay, unless its ``changes_nothing`` is true. At most one may
+            return a plan that changes something. Default: none.
         compute_dtype: None (the model's dtype) or ``"float64"``: the replay computes in this
             dtype (see :func:`keras_isnet.propagation.forward`).
 
@@ -73,8 +74,10 @@ class Engine:
         linear_steps: indices of kernel steps replayed without their activation (a stripped
             final softmax that was the ``activation=`` of the last layer).
         nonnegative: tensor key -> whether the tensor is >= 0 by construction.
-        canonization: the weight-override plan of the canonizers, or None.
-        canonizer_plans: each canonizer's plan, in order (None where it found nothing).
+        canonization: the weight-override plan of the canonizers, or None when no
+            canonizer changes anything.
+        canonizer_plans: each canonizer's plan, in order (kept even when it changes
+            nothing: the conservation report reads why a BN was not folded).
     """
 
     def __init__(
@@ -101,7 +104,11 @@ class Engine:
         self.active = self.steps_reaching(self.head_key)
         self.nonnegative = self._infer_nonnegative()
         self.canonizer_plans = [canonizer.apply(self) for canonizer in canonizers]
-        plans = [plan for plan in self.canonizer_plans if plan is not None]
+        plans = [
+            plan
+            for plan in self.canonizer_plans
+            if plan is not None and not getattr(plan, "changes_nothing", False)
+        ]
         if len(plans) > 1:
             raise ValueError(
                 "Only one canonizer may override weights in the replay; got plans from "
