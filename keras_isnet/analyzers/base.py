@@ -9,6 +9,7 @@ model's weights).
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -21,6 +22,27 @@ from keras_isnet.selection import check_mode, normalize_selection, selection_wei
 #: the key under which :meth:`Analyzer._propagate` stores the seed (the explained relevance
 #: ``head * weights``) in its ``keep`` dict; no layer path can contain "<".
 SEED_KEY = "<seed>"
+
+#: samples per chunk of :meth:`Analyzer.analyze` when ``batch_size`` is not given (as
+#: ``model.predict``), so that a large array does not exhaust memory.
+DEFAULT_BATCH_SIZE = 32
+
+
+def check_batch_size(batch_size) -> int:
+    """``batch_size`` as a positive int (None: :data:`DEFAULT_BATCH_SIZE`)."""
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            f"batch_size must be a positive integer or None (default {DEFAULT_BATCH_SIZE}), "
+            f"got {batch_size!r} ({type(batch_size).__name__})."
+        )
+    if batch_size < 1:
+        raise ValueError(
+            f"batch_size must be a positive integer or None (default {DEFAULT_BATCH_SIZE}), "
+            f"got {batch_size}."
+        )
+    return int(batch_size)
 
 
 class Analyzer:
@@ -187,6 +209,12 @@ class Analyzer:
 
     # ----------------------------------------------------------------------------- numpy
     def _check_arrays(self, xs):
+        sizes = [len(v) if v.ndim else 0 for v in xs]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"The inputs of model {self.model.name!r} have different batch sizes {sizes}; "
+                "pass the same number of samples for every input."
+            )
         for i, (v, t) in enumerate(zip(xs, self.model.inputs, strict=True)):
             expected = tuple(t.shape)
             if v.ndim != len(expected) or any(
@@ -202,6 +230,30 @@ class Analyzer:
                     f"Input {i} contains NaN or infinite values in {int(bad.sum())} sample(s) "
                     f"(first: sample {int(np.argmax(bad))}); a heatmap of such an input is "
                     "meaningless. Clean or drop those samples before analyzing."
+                )
+        self._check_tokens(xs)
+
+    def _check_tokens(self, xs):
+        """Integer model inputs read by an Embedding must be indices into its vocabulary
+        (TensorFlow's raw gather error otherwise names no layer)."""
+        engine = self.engine
+        for step in engine.steps:
+            layer = step.layer
+            if not isinstance(layer, keras.layers.Embedding) or step.inputs[0] not in (
+                engine.input_keys
+            ):
+                continue
+            i = engine.input_keys.index(step.inputs[0])
+            v = xs[i]
+            if v.size == 0 or v.dtype.kind not in "iuf":
+                continue
+            low, high = v.min(), v.max()
+            if low < 0 or high >= layer.input_dim:
+                bad = int(low) if low < 0 else int(high)
+                raise ValueError(
+                    f"Input {i} feeds Embedding layer {layer.name!r} (input_dim="
+                    f"{layer.input_dim}), but holds the token {bad!r}, outside [0, "
+                    f"{layer.input_dim}); map unknown tokens to a valid index (e.g. an OOV id)."
                 )
 
     def analyze(
@@ -221,8 +273,9 @@ class Analyzer:
                 for a segmentation map), or a float weights array shaped like the output
                 (explains ``sum(output * weights)``: a region or a whole class map, see
                 :mod:`keras_isnet.selection` and :mod:`keras_isnet.segmentation`).
-            batch_size: if given, ``X`` is processed in chunks of this many samples, for
-                inputs larger than memory allows. Default: all at once.
+            batch_size: ``X`` is processed in chunks of this many samples (a positive int;
+                default None: :data:`DEFAULT_BATCH_SIZE` = 32, as ``model.predict``), so that
+                large arrays fit in memory. An empty ``X`` gives an empty result.
             keep_layers: if True, also return the relevance at the inputs of every layer
                 call that relevance reaches (default False).
 
@@ -238,8 +291,9 @@ class Analyzer:
             SmoothGrad, integrated gradients) return an empty dict.
 
         Raises:
-            ValueError: wrong number of inputs, wrong input shape, NaN or inf in ``X``, or a
-                bad ``neuron_selection``.
+            ValueError: wrong number of inputs, wrong input shape, inputs with different
+                batch sizes, NaN or inf in ``X``, tokens outside an Embedding's vocabulary,
+                ``batch_size`` < 1, or a bad ``neuron_selection``.
 
         Example:
             >>> heatmaps, layers = analyzer.analyze(x, keep_layers=True)
@@ -277,8 +331,15 @@ class Analyzer:
                 "arrays were given; pass a list with one array per input."
             )
         xs = [np.asarray(v) for v in xs]
+        size = check_batch_size(batch_size)
         self._check_arrays(xs)
         n = len(xs[0])
+        if n == 0:
+            dtype = np.float64 if self._compute_dtype == "float64" else np.float32
+            empty = [np.zeros(v.shape, dtype) for v in xs]
+            if not keep_layers:
+                return empty, None, None
+            return empty, {}, np.zeros((0, *self.engine.concrete_head_shape(xs)), dtype)
         selection = None
         if self.neuron_selection_mode == "index":
             selection = normalize_selection(
@@ -294,7 +355,6 @@ class Analyzer:
             if self._compiled is None:
                 self._compiled = compile_function(self._compiled_explain)
             fn = self._compiled
-        size = n if not batch_size else int(batch_size)
         chunks, layer_chunks, seed_chunks = [], [], []
         for start in range(0, n, size):
             part = [v[start : start + size] for v in xs]
