@@ -198,6 +198,13 @@ def main(argv=None):
         titles.append(f"{title}\nsum {heatmap.sum():.3g} = {explained:.3g}")
     again = analyzer.analyze(x, neuron_selection=selections[title][0])[0]
     print(f"  repeated run identical: {bool(np.array_equal(again, maps[-1][0]))}")
+    # Where a bias-free rule loses relevance: outputs whose inputs are all zero.
+    free = conservation_report(analyzer, x, neuron_selection=class_map)
+    alone = sum(layer.bias_only_outputs for layer in free.layers)
+    print(
+        f"  class map, bias-free report: gap {100 * free.relative_gap:.2g} %, "
+        f"{alone} layer outputs carried by the bias alone"
+    )
     assert worst < 1e-4, f"conservation violated: relative error {worst:.2e}"
 
     # zennit's composite (z-plus on convolutions) for comparison: sharper, not conserving.

@@ -12,7 +12,10 @@ layer call in graph order:
 * ``leaving``: the relevance sum at its inputs;
 * ``absorbed = arriving - leaving`` and ``share = absorbed / |arriving|``;
 * the reason: what in this layer's rule can absorb relevance (bias, BN shift, epsilon,
-  zero denominators, max-pool ties, a non-conserving rule).
+  zero denominators, max-pool ties, a non-conserving rule). With a bias-free rule at a layer
+  that has a bias (or a folded BN shift), relevance that reaches an output whose inputs are
+  all zero (dead ReLUs under it) is lost: that output is the bias alone, and the report
+  counts such outputs ("output carried by the bias alone (N outputs)").
 
 Every number is a sum over the batch. The absorbed amounts add up exactly (to float64
 rounding) to the total gap ``E - sum(input relevance)``, because each tensor's relevance is
@@ -32,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from keras_isnet.analyzers.lrp import LRP
+from keras_isnet.layers.base import BIAS_ONLY
 from keras_isnet.propagation import step_names
 
 #: |absorbed| below this fraction of max(|arriving|, |explained|) counts as conserved.
@@ -59,6 +63,9 @@ class LayerConservation:
             much larger than ``|arriving|`` positive and negative relevance cancel, and float
             rounding of order ``1e-7 * magnitude`` (float32) shows up as absorption.
         causes: what can absorb relevance in this layer (from its rule and weights).
+        bias_only_outputs: for a bias-free rule at a layer with a bias, the number of
+            outputs (over the batch) that receive relevance but whose inputs are all zero,
+            so that their value is the bias alone and their relevance is absorbed.
         reason: ``", ".join(causes)`` where the layer absorbs a non-negligible amount, "-"
             where it conserves, ``"float rounding"`` where the amount is below
             ``1e-6 * magnitude`` (``1e-14`` with ``compute_dtype="float64"``), "unexplained"
@@ -78,6 +85,7 @@ class LayerConservation:
     causes: list = field(default_factory=list)
     reason: str = "-"
     flagged: bool = False
+    bias_only_outputs: int = 0
 
 
 @dataclass
@@ -246,6 +254,35 @@ class ConservationReport:
         return path
 
 
+def _bias_only_outputs(analyzer, x, layers, steps, seed) -> dict:
+    """``{step index: count}`` of kernel-layer outputs that receive relevance while every
+    input of theirs is zero (pre-activation without bias exactly 0, bias not 0), for the
+    layers whose bias-free rule cannot pass that relevance on."""
+    engine = analyzer.engine
+    candidates = {
+        step.index for step in steps.values() if BIAS_ONLY in analyzer.conservation_info(step)[1]
+    }
+    if not candidates:
+        return {}
+    arriving: dict = {engine.head_key: seed}
+    for name, rs in layers.items():
+        for k, r in zip(dict.fromkeys(steps[name].inputs), rs, strict=True):
+            if r is not None:
+                arriving[k] = r if k not in arriving else arriving[k] + r
+    _, records = engine.replay(analyzer.as_tensors(x))
+    counts = {}
+    for index in candidates:
+        call = records[index].kernel
+        relevance = arriving.get(engine.steps[index].outputs[0])
+        if call is None or call.bias is None or relevance is None:
+            continue
+        z = np.asarray(call.z_nobias)
+        bias = np.asarray(call.add_bias(np.zeros_like(z), call.bias))
+        alone = (z == 0) & (bias != 0) & (np.asarray(relevance) != 0)
+        counts[index] = int(alone.sum())
+    return counts
+
+
 def _describe(analyzer) -> str:
     parts = []
     for attr in ("epsilon", "bias"):
@@ -321,6 +358,7 @@ def conservation_report(
             out, out_abs = out + t, out_abs + a
         leaving[name], leaving_abs[name] = out, out_abs
     explained = total(seed)
+    bias_only = _bias_only_outputs(analyzer, x, layers, steps, seed)
     received_head = dict(received)
     head = engine.head_key
     received_head[head] = received_head.get(head, 0.0) + explained
@@ -342,6 +380,13 @@ def conservation_report(
             share = 0.0 if absorbed == 0 else float("inf")
         magnitude = max(sum(received_abs.get(k, 0.0) for k in step.outputs), leaving_abs[name])
         rule, causes = analyzer.conservation_info(step)
+        count = bias_only.get(step.index, 0)
+        if BIAS_ONLY in causes:
+            causes = [
+                c if c != BIAS_ONLY else f"{BIAS_ONLY} ({count} outputs)"
+                for c in causes
+                if c != BIAS_ONLY or count
+            ]
         if abs(absorbed) <= _NEGLIGIBLE * max(abs(arriving), scale):
             reason = "-"
         elif abs(absorbed) <= rounding * magnitude:
@@ -362,6 +407,7 @@ def conservation_report(
                 causes=list(causes),
                 reason=reason,
                 flagged=bool(abs(share) > threshold),
+                bias_only_outputs=count,
             )
         )
     return ConservationReport(

@@ -153,7 +153,9 @@ class Analyzer:
         out = self._propagate(inputs, weights_fn, training=training, keep=keep)
         return self._finalize(inputs, out)
 
-    def _as_tensors(self, x):
+    def as_tensors(self, x) -> list:
+        """``x`` (an array, a tensor or a list of them) as one tensor per model input, in
+        the dtype the analysis runs in; a ValueError for the wrong number of inputs."""
         xs = x if isinstance(x, (list, tuple)) else [x]
         if len(xs) != len(self.engine.input_keys):
             raise ValueError(
@@ -187,7 +189,7 @@ class Analyzer:
             A tensor shaped like ``x`` (a list for multi-input models). NaN values in ``x``
             propagate into the result; :meth:`analyze` rejects them.
         """
-        inputs = self._as_tensors(x)
+        inputs = self.as_tensors(x)
         selection = self._prepare_selection(neuron_selection, inputs)
         out = self._explain(inputs, selection, training=training)
         return out if len(out) > 1 else out[0]

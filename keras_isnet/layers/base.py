@@ -34,6 +34,10 @@ from keras import ops
 
 from keras_isnet.backend import vjp
 
+#: the conservation cause of a bias-free rule at a layer with a bias (or folded BN shift):
+#: an output whose inputs are all zero is the bias alone, and no relevance can leave it.
+BIAS_ONLY = "output carried by the bias alone"
+
 #: activations whose output is never negative.
 NONNEGATIVE_ACTIVATIONS = ("relu", "relu6", "softplus", "sigmoid", "softmax", "exponential")
 
@@ -271,8 +275,11 @@ class KernelLayer(ReverseLayer):
     def conservation_info(self, step, context):
         rule = context.rule_for(step)
         causes = []
+        biases = self.bias_causes(step, context)
         if rule.uses_bias:
-            causes.extend(self.bias_causes(step, context))
+            causes.extend(biases)
+        elif biases:  # a bias-free rule cannot pass on what the bias alone computes
+            causes.append(BIAS_ONLY)
         causes.extend(rule.absorption())
         return rule.label, causes
 
