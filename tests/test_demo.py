@@ -26,7 +26,12 @@ def test_quick_run_writes_results_and_figure(tmp_path, capsys):
         assert all(0.0 <= a <= 100.0 for a in model["accuracy"].values())
         assert all(0.0 <= s <= 1.0 for s in model["background_share"].values())
         assert model["train_seconds"] > 0
-    assert saved["config"]["epochs"] == 2 and saved["config"]["quick"] is True
+    assert saved["config"]["epochs"] == demo.QUICK["epochs"] and saved["config"]["quick"] is True
+    # the quick run shows the effect (issue 12, item 9; it showed an ISNet at chance level):
+    # the plain CNN follows the barcode onto the confounding set, the ISNet does not
+    plain, isnet = saved["models"]["plain"]["accuracy"], saved["models"]["isnet"]["accuracy"]
+    assert isnet["confounding"] > plain["confounding"] + 20.0
+    assert abs(isnet["confounding"] - isnet["biased"]) < 10.0
     assert results["models"]["plain"]["accuracy"] == saved["models"]["plain"]["accuracy"]
     assert (tmp_path / "heatmaps.png").stat().st_size > 10_000
     table = capsys.readouterr().out
