@@ -148,6 +148,11 @@ def _is_float(t) -> bool:
     return "float" in str(getattr(t, "dtype", ""))
 
 
+def _cast(t, dtype):
+    """``t`` in ``dtype`` (unchanged, no operation, when it has that dtype already)."""
+    return t if getattr(t, "dtype", None) == dtype else ops.cast(t, dtype)
+
+
 def _forward_kernel(
     step, spec, keys, tensors, nonnegative, linear_steps, override=None, compute_dtype=None
 ):
@@ -159,9 +164,14 @@ def _forward_kernel(
     else:
         o = override(spec, x)
         call_spec, kernel, bias, z_model, linear = o.spec, o.kernel, o.bias, o.z_model, o.linear
-    if compute_dtype is not None:
-        kernel = tree.map_structure(lambda k: ops.cast(k, compute_dtype), kernel)
-        bias = None if bias is None else ops.cast(bias, compute_dtype)
+    # Compute as the layer does: in ``compute_dtype`` if given, else in the layer's compute
+    # dtype (float16 / bfloat16 under a mixed-precision policy, whose variables are float32).
+    dtype = compute_dtype or getattr(layer, "compute_dtype", None)
+    if dtype is not None and "float" in str(dtype):
+        if _is_float(x) and x.dtype != dtype:
+            x = ops.cast(x, dtype)
+        kernel = tree.map_structure(lambda k: _cast(k, dtype), kernel)
+        bias = None if bias is None else _cast(bias, dtype)
     # Read each weight once: every rule and seed of this step then sees the same value, even
     # when a training step updates the variable later in the same graph.
     kernel = tree.map_structure(ops.convert_to_tensor, kernel)

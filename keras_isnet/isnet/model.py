@@ -409,7 +409,10 @@ class ISNet(keras.Model):
             )
             for extra in self.classifier.losses:
                 total = ops.add(total, extra)
-            return backend.scale_loss_for_distribution(total), (total, ce, heat, logits, heatmaps)
+            # the optimizer scales the loss under mixed precision (LossScaleOptimizer), and
+            # unscales the gradients in apply(); identity otherwise
+            scaled = self.optimizer.scale_loss(backend.scale_loss_for_distribution(total))
+            return scaled, (total, ce, heat, logits, heatmaps)
 
         (_, aux), grads = backend.value_and_gradients(loss_fn, variables)
         total, ce, heat, logits, heatmaps = aux

@@ -10,6 +10,7 @@ its label map.
 
 from __future__ import annotations
 
+import keras
 from keras import ops
 
 from keras_isnet.isnet.variants.base import Variant, Walks, register_variant
@@ -35,6 +36,11 @@ def selective_seeds(walks: Walks, classes) -> dict:
         if call.bias is not None
         else call.z_nobias
     )
+    # The virtual layer runs in float32 under mixed precision (its -1e30 mask and the
+    # exponentials do not fit float16); the seeds go back in the layer's dtype.
+    dtype = keras.backend.standardize_dtype(z.dtype)
+    if dtype in ("float16", "bfloat16"):
+        z = ops.cast(z, "float32")
     k = z.shape[-1]
     onehot = ops.cast(ops.one_hot(classes, k), z.dtype)
     z_c = ops.sum(ops.multiply(z, onehot), axis=-1, keepdims=True)
@@ -47,7 +53,7 @@ def selective_seeds(walks: Walks, classes) -> dict:
     R = ops.multiply(ops.multiply(zcc, weights), correction)
     s = ops.divide(R, stabilize(zcc, heatmaps.epsilon))
     s_total = ops.sum(s, axis=-1, keepdims=True)
-    cotangent = ops.subtract(ops.multiply(onehot, s_total), s)
+    cotangent = ops.cast(ops.subtract(ops.multiply(onehot, s_total), s), dtype)
     r_a = ops.multiply(call.x, call.pullback(cotangent))
     return {record.input_keys[0]: r_a}
 
