@@ -40,7 +40,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_isnet as ki  # noqa: E402
-from keras_isnet.demo import _cpu_name, build_classifier  # noqa: E402
+from keras_isnet.experiments.demo import cpu_name  # noqa: E402
+from keras_isnet.experiments.training import build_classifier  # noqa: E402
 
 CLASSES = 10
 DEFAULTS = {"demo": (64, 32, 1), "vgg": (32, 64, 3), "resnet": (32, 64, 3)}
@@ -138,7 +139,7 @@ def main(argv=None):
     ratios = {k: v / rows["plain"] for k, v in rows.items()}
 
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
         f"Keras {keras.__version__}; {time.strftime('%Y-%m-%d')}"
     )
     print(

@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_isnet.demo import build_classifier  # noqa: E402
+from keras_isnet.experiments.training import build_classifier  # noqa: E402
 from keras_isnet.isnet.heatmaps import ISNetHeatmaps  # noqa: E402
 from keras_isnet.losses import isnet_heatmap_loss  # noqa: E402
 

@@ -50,7 +50,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_isnet as ki  # noqa: E402
-from keras_isnet.demo import _cpu_name, build_classifier  # noqa: E402
+from keras_isnet.experiments.demo import cpu_name  # noqa: E402
+from keras_isnet.experiments.training import build_classifier  # noqa: E402
 
 CLASSES = 10
 P = 0.7
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                "machine": _cpu_name(),
+                "machine": cpu_name(),
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "torch": torch.__version__,

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import keras_isnet as ki  # noqa: E402
-from keras_isnet import demo  # noqa: E402
+from keras_isnet.experiments import demo  # noqa: E402
 from keras_isnet.metrics import (  # noqa: E402
     background_relevance_share,
     deletion_curve,

@@ -14,6 +14,6 @@ def main(argv=None) -> int:
         for name, text in commands.items():
             print(f"  {name:8s} {text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from keras_isnet import demo
+    from keras_isnet.experiments import demo
 
     return demo.main(argv[1:])

@@ -93,7 +93,7 @@ PRELUDES = {
     "import keras, numpy as np": dict,
     'a = ki.create_analyzer("lrp.epsilon", unet': _prelude_segmentation,
     'isnet = ki.ISNet(classifier, variant="stochastic"': _prelude_isnet,
-    "data = ki.datasets.biased_mnist(": dict,
+    "data = ki.experiments.biased_mnist(": dict,
     "from keras_isnet.metrics import (insertion_curve": _prelude_metrics,
 }
 
@@ -129,7 +129,7 @@ CHECKS = {
     "import keras, numpy as np": _check_quickstart,
     'a = ki.create_analyzer("lrp.epsilon", unet': _check_segmentation,
     'isnet = ki.ISNet(classifier, variant="stochastic"': _check_isnet,
-    "data = ki.datasets.biased_mnist(": _check_biased_mnist,
+    "data = ki.experiments.biased_mnist(": _check_biased_mnist,
 }
 
 

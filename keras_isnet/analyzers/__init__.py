@@ -42,7 +42,7 @@ from keras_isnet.analyzers.presets import (
     LRPZPlusFast,
 )
 from keras_isnet.analyzers.smoothing import IntegratedGradients, SmoothGrad
-from keras_isnet.composites import COMPOSITES
+from keras_isnet.composites import COMPOSITES, add_deprecated_aliases
 
 #: iNNvestigate's 28 analyzer names and zennit's composites ("lrp.epsilon_plus", ...), with
 #: their classes.
@@ -88,6 +88,21 @@ ANALYZERS: dict[str, type[Analyzer]] = {
         IGOS,
     )
 }
+
+
+add_deprecated_aliases(
+    {
+        cls.__name__: cls
+        for cls in (
+            EpsilonPlus,
+            EpsilonPlusFlat,
+            EpsilonAlpha2Beta1,
+            EpsilonAlpha2Beta1Flat,
+            EpsilonGammaBox,
+        )
+    },
+    "keras_isnet.analyzers",
+)
 
 
 def create_analyzer(name: str, model, **kwargs) -> Analyzer:

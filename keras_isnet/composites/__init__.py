@@ -10,6 +10,8 @@ Example:
     >>> ki.create_analyzer("lrp.epsilon_plus", model).analyze(x)
 """
 
+import warnings
+
 from keras_isnet.composites import innvestigate, isnet, zennit  # noqa: F401  (registrations)
 from keras_isnet.composites.composite import BoundComposite, Composite, condition, rule_map
 from keras_isnet.composites.registry import (
@@ -35,28 +37,27 @@ __all__ = [
 ]
 
 
+#: deprecated names of this module -> (object, where it lives now); filled by the package
+#: that defines them (:mod:`keras_isnet.analyzers`), so this package imports nothing of it.
+_MOVED: dict = {}
+
+
+def add_deprecated_aliases(objects: dict, where: str) -> None:
+    """Make ``keras_isnet.composites.<name>`` a deprecated alias of each of ``objects``
+    (``{name: object}``) for one release; ``where`` is the module they moved to."""
+    _MOVED.update({name: (obj, where) for name, obj in objects.items()})
+
+
 def __getattr__(name: str):
     """The composite analyzer classes of earlier releases (``keras_isnet.composites.EpsilonPlus``)
     now live in :mod:`keras_isnet.analyzers`; kept here as deprecated aliases for one release."""
     if name in _MOVED:
-        import warnings
-
-        from keras_isnet import analyzers
-
+        obj, where = _MOVED[name]
         warnings.warn(
-            f"keras_isnet.composites.{name} moved to keras_isnet.analyzers.{name}; the alias "
-            "will be removed in the next release.",
+            f"keras_isnet.composites.{name} moved to {where}.{name}; the alias will be removed "
+            "in the next release.",
             DeprecationWarning,
             stacklevel=2,
         )
-        return getattr(analyzers, name)
+        return obj
     raise AttributeError(f"module 'keras_isnet.composites' has no attribute {name!r}")
-
-
-_MOVED = (
-    "EpsilonAlpha2Beta1",
-    "EpsilonAlpha2Beta1Flat",
-    "EpsilonGammaBox",
-    "EpsilonPlus",
-    "EpsilonPlusFlat",
-)

