@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from keras import ops, tree
 
+from keras_isnet.arrays import to_numpy
 from keras_isnet.backend import vjp
 from keras_isnet.graph import Step, walk
 from keras_isnet.layers import KernelLayer, lookup
@@ -501,8 +502,8 @@ class FoldedModel:
         """
         out = self(x)
         if isinstance(out, list):
-            return [np.asarray(ops.convert_to_numpy(o)) for o in out]
-        return np.asarray(ops.convert_to_numpy(out))
+            return [to_numpy(o) for o in out]
+        return to_numpy(out)
 
     def __repr__(self):
         return f"FoldedModel({self.model.name!r}, folds={self.folds}, fallbacks={self.fallbacks})"

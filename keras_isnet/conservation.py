@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from keras_isnet.analyzers.lrp import LRP
+from keras_isnet.arrays import to_numpy
 from keras_isnet.layers.base import BIAS_ONLY
 from keras_isnet.propagation import step_names
 
@@ -276,8 +277,8 @@ def _bias_only_outputs(analyzer, x, layers, steps, seed) -> dict:
         relevance = arriving.get(engine.steps[index].outputs[0])
         if call is None or call.bias is None or relevance is None:
             continue
-        z = np.asarray(call.z_nobias)
-        bias = np.asarray(call.add_bias(np.zeros_like(z), call.bias))
+        z = to_numpy(call.z_nobias)
+        bias = to_numpy(call.add_bias(call.z_nobias * 0, call.bias))
         alone = (z == 0) & (bias != 0) & (np.asarray(relevance) != 0)
         counts[index] = int(alone.sum())
     return counts

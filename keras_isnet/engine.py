@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import ops, tree
 
+from keras_isnet import backend
 from keras_isnet.graph import Step, walk
 from keras_isnet.layers import ElementwiseLayer, KernelLayer, lookup
 from keras_isnet.layers.base import activation_name
@@ -92,6 +93,12 @@ class Engine:
         if compute_dtype not in (None, "float32", "float64"):
             raise ValueError(
                 f"compute_dtype must be None, 'float32' or 'float64', got {compute_dtype!r}."
+            )
+        if compute_dtype == "float64" and not backend.supports_float64():
+            raise ValueError(
+                "compute_dtype='float64' needs float64 on the JAX backend: set "
+                "JAX_ENABLE_X64=1 (or jax.config.update('jax_enable_x64', True)) before any "
+                "JAX array is created; without it JAX computes in float32 silently."
             )
         self.model = model
         self.compute_dtype = compute_dtype

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_isnet.arrays import to_numpy
 from keras_isnet.backend import compile_function
 from keras_isnet.engine import Engine, UnsupportedLayerError
 from keras_isnet.graph import as_functional
@@ -351,11 +352,13 @@ class Analyzer:
             self._prepare_selection(neuron_selection, None)  # raises with the explanation
         if keep_layers:
             if self._compiled_layers is None:
-                self._compiled_layers = compile_function(self._compiled_explain_layers)
+                self._compiled_layers = compile_function(
+                    self._compiled_explain_layers, self.model.variables
+                )
             fn = self._compiled_layers
         else:
             if self._compiled is None:
-                self._compiled = compile_function(self._compiled_explain)
+                self._compiled = compile_function(self._compiled_explain, self.model.variables)
             fn = self._compiled
         chunks, layer_chunks, seed_chunks = [], [], []
         for start in range(0, n, size):
@@ -406,5 +409,5 @@ def _numpy(t):
     """float32 NumPy, or float64 for float64 tensors (``compute_dtype="float64"``)."""
     if t is None:
         return None
-    a = np.asarray(ops.convert_to_numpy(t))
+    a = to_numpy(t)
     return a if a.dtype == np.float64 else a.astype(np.float32)

@@ -47,6 +47,7 @@ from keras import ops
 
 from keras_isnet.analyzers.grad_cam import check_single_image_input, upsample
 from keras_isnet.analyzers.gradient import Gradient
+from keras_isnet.arrays import to_numpy
 from keras_isnet.backend import compile_function, vjp
 from keras_isnet.image import gaussian_blur
 from keras_isnet.selection import selection_weights
@@ -146,8 +147,8 @@ class IGOSPlusPlus(Gradient):
         # analyze() runs the optimisation loop eagerly; its steps are compiled below.
         self._compiled = self._compiled_explain
         self._compiled_layers = self._compiled_explain_layers
-        self._grads_fn = compile_function(self._grads)
-        self._loss_fn = compile_function(self._loss)
+        self._grads_fn = compile_function(self._grads, self.model.variables)
+        self._loss_fn = compile_function(self._loss, self.model.variables)
 
     def _check_resolution(self, size):
         if self._default_resolution:
@@ -271,14 +272,14 @@ class IGOSPlusPlus(Gradient):
 
     def _line_search(self, x, base, masks, grads, weights):
         """Backtracking (Armijo) line search per sample; returns the new masks and losses."""
-        base_loss = np.asarray(ops.convert_to_numpy(self._loss_fn(x, base, masks, weights)))
-        g2 = sum(np.sum(np.square(ops.convert_to_numpy(g)), axis=(1, 2, 3)) for g in grads)
+        base_loss = to_numpy(self._loss_fn(x, base, masks, weights))
+        g2 = sum(np.sum(np.square(to_numpy(g)), axis=(1, 2, 3)) for g in grads)
         alphas = np.full(len(base_loss), self.alpha, dtype=np.float64)
         active = np.ones(len(base_loss), dtype=bool)
         while True:
             step = ops.reshape(ops.convert_to_tensor(alphas, x.dtype), (-1, 1, 1, 1))
             new = [ops.clip(m - step * g, 0.0, 1.0) for m, g in zip(masks, grads, strict=True)]
-            loss = np.asarray(ops.convert_to_numpy(self._loss_fn(x, base, new, weights)))
+            loss = to_numpy(self._loss_fn(x, base, new, weights))
             failed = loss > base_loss - self.beta * alphas * g2
             active = active & failed & (alphas >= self.min_alpha)
             if not active.any():

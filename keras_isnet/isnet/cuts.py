@@ -7,9 +7,9 @@ epochs, collect per sample the mean over heatmaps of the total absolute relevanc
 
 from __future__ import annotations
 
-import numpy as np
 from keras import ops
 
+from keras_isnet.arrays import to_numpy
 from keras_isnet.isnet.model import ISNet, unpack_batch
 from keras_isnet.losses import CutAccumulator
 
@@ -58,7 +58,7 @@ def tune_cuts(isnet: ISNet, data, *, epochs: int = 5, verbose: int = 0, ddof: in
             images, labels, variant=isnet.variant, training=False
         )
         totals = ops.mean(ops.sum(ops.abs(heatmaps), axis=(2, 3, 4)), axis=1)
-        accumulator.update(np.asarray(ops.convert_to_numpy(totals)))
+        accumulator.update(to_numpy(totals))
     c1, c2 = accumulator.result()
     isnet.loss_kwargs["C1"], isnet.loss_kwargs["C2"] = float(c1), float(c2)
     # The cuts are constants of the compiled steps: the training epochs above traced them

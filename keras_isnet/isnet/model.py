@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_isnet import backend
+from keras_isnet.backend.host_checks import binary_problem, bounds_problem
 from keras_isnet.isnet.heatmaps import ISNetHeatmaps
 from keras_isnet.isnet.variants import get_variant, segmentation_labels, sparse_labels
 from keras_isnet.losses import (
@@ -41,6 +42,13 @@ LOSS_DEFAULTS = {
     if p.kind is p.KEYWORD_ONLY and name != "reduction"
 }
 
+
+#: what to do about images outside ``input_bounds``.
+_BOUNDS_HINT = (
+    "The z^B rule of the first layer needs low <= x <= high: pass the range your images are "
+    "scaled to as input_bounds (e.g. (0, 255); per-channel arrays for normalised images), or "
+    "input_bounds=None for the epsilon rule there."
+)
 
 #: the key of the stochastic variant's random-generator state among the ISNet's saved variables.
 _SEED_STATE_KEY = "seed_generator_state"
@@ -233,17 +241,41 @@ class ISNet(keras.Model):
         callbacks = list(callbacks or [])
         if isinstance(self.P, dict):
             callbacks.append(_PSchedule(self))
+        self._check_arrays(args, kwargs)
         with self._guarded():
             return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def evaluate(self, *args, **kwargs):
+        self._check_arrays(args, kwargs)
         with self._guarded():
             return super().evaluate(*args, **kwargs)
 
     def train_on_batch(self, *args, class_weight=None, **kwargs):
         self._use_class_weight(class_weight)
+        self._check_arrays(args, kwargs)
         with self._guarded():
             return super().train_on_batch(*args, **kwargs)
+
+    def _check_arrays(self, args, kwargs):
+        """NumPy images and masks (``fit(images, labels, sample_weight=masks)``) are checked
+        whole before the first step, so a bad value anywhere is rejected before any state
+        changes (a dataset's batches are checked one by one inside the step)."""
+        images = args[0] if args else kwargs.get("x")
+        masks = args[2] if len(args) > 2 else kwargs.get("sample_weight")
+        if not isinstance(images, np.ndarray) or not isinstance(masks, np.ndarray):
+            return
+        problem = binary_problem(masks, "masks")
+        finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+        if problem is None and not finite.all():
+            problem = (
+                f"ISNet: images hold NaN or inf in {int((~finite).sum())} sample(s) (first: "
+                f"sample {int(np.argmin(finite))}); a NaN image makes every weight NaN. Clean "
+                "or drop those samples."
+            )
+        if problem is None and self.input_bounds is not None:
+            problem = bounds_problem(images, *self.input_bounds, "ISNet: images", _BOUNDS_HINT)
+        if problem is not None:
+            raise ValueError(problem)
 
     def _use_class_weight(self, class_weight):
         """Store ``class_weight`` as a ``(classes,)`` array for the next training steps (a
@@ -292,11 +324,19 @@ class ISNet(keras.Model):
         half-built, and Keras' next call, even a correct one, would fail with "Creating
         variables on a non-first call to a function decorated with tf.function"; dropped,
         the corrected call traces afresh."""
+        # JAX: Keras moves the variables' values into the compiled step's state (and donates
+        # their buffers); a step that raises leaves the model without values. Keep copies.
+        saved = None
+        if keras.backend.backend() == "jax":
+            saved = [ops.copy(v.value) for v in self.variables]
         try:
             with backend.value_errors():
                 yield
         except Exception:
             self.train_function = self.test_function = None
+            if saved is not None:
+                for v, value in zip(self.variables, saved, strict=True):
+                    v.assign(value)
             raise
 
     # ------------------------------------------------------------------------ calls
@@ -384,13 +424,16 @@ class ISNet(keras.Model):
             high,
             masks,
             what="ISNet: images",
-            hint="The z^B rule of the first layer needs low <= x <= high: pass the range your "
-            "images are scaled to as input_bounds (e.g. (0, 255); per-channel arrays for "
-            "normalised images), or input_bounds=None for the epsilon rule there.",
+            hint=_BOUNDS_HINT,
         )
         return masks, images
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One ISNet training step: ``train_step(data)`` on TensorFlow and PyTorch,
+        ``train_step(state, data) -> (logs, state)`` on JAX (Keras' stateless step)."""
+        if keras.backend.backend() == "jax":
+            return self._stateless_train_step(*args)
+        (data,) = args
         images, labels, masks = unpack_batch(data)
         self._require_masks(masks, "fit")
         masks = _masks_of_known_rank(masks, images)
@@ -420,7 +463,11 @@ class ISNet(keras.Model):
         self._update_trackers(total, ce, heat, heatmaps, masks)
         return self._compiled_metrics(labels, logits)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        """One evaluation step (``test_step(state, data)`` on JAX, as ``train_step``)."""
+        if keras.backend.backend() == "jax":
+            return self._stateless_test_step(*args)
+        (data,) = args
         images, labels, masks = unpack_batch(data)
         if masks is None:
             logits = self.heatmaps.logits(images, training=False)
@@ -436,6 +483,132 @@ class ISNet(keras.Model):
         total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
         self._update_trackers(total, ce, heat, heatmaps, masks)
         return self._compiled_metrics(labels, logits)
+
+    # ------------------------------------------------------------ JAX (stateless)
+    def _mapping(self, **groups):
+        """``[(variable, value), ...]`` for ``StatelessScope`` from ``name=values`` groups
+        (``trainable``, ``non_trainable``, ``optimizer``, ``metrics``)."""
+        refs = {
+            "trainable": self.trainable_variables,
+            "non_trainable": self.non_trainable_variables,
+            "optimizer": self.optimizer.variables if self.optimizer is not None else [],
+            "metrics": self.metrics_variables,
+        }
+        return [
+            pair for name, values in groups.items() for pair in zip(refs[name], values, strict=True)
+        ]
+
+    def _stateless_train_step(self, state, data):
+        """The JAX step: state in, state out. The losses, heatmaps and BatchNorm statistics
+        are computed under a ``StatelessScope`` over the traced variable values, so the moving
+        statistics and the stochastic variant's seed come back as the new non-trainable
+        state instead of being assigned; the optimizer applies the gradients statelessly."""
+        import jax
+
+        trainable, non_trainable, optimizer_values, metrics_values = state
+        images, labels, masks = unpack_batch(data)
+        self._require_masks(masks, "fit")
+        if labels is None:
+            raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
+        masks = _masks_of_known_rank(masks, images)
+        weights = None
+        if self._class_weights is not None:
+            weights = ops.take(ops.convert_to_tensor(self._class_weights), sparse_labels(labels))
+
+        def loss_fn(trainable_values, non_trainable_values):
+            mapping = self._mapping(trainable=trainable_values, non_trainable=non_trainable_values)
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                total, ce, heat, logits, heatmaps = self._isnet_losses(
+                    images, labels, masks, True, weights
+                )
+                for extra in self.classifier.losses:
+                    total = ops.add(total, extra)
+            new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
+            new_non_trainable = [
+                old if new is None else new
+                for old, new in zip(non_trainable_values, new_non_trainable, strict=True)
+            ]
+            with keras.StatelessScope(state_mapping=self._mapping(optimizer=optimizer_values)):
+                scaled = self.optimizer.scale_loss(total)
+            return scaled, (total, ce, heat, logits, heatmaps, new_non_trainable)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (_, aux), grads = grad_fn(trainable, non_trainable)
+        total, ce, heat, logits, heatmaps, non_trainable = aux
+        trainable, optimizer_values = self.optimizer.stateless_apply(
+            optimizer_values, grads, trainable
+        )
+        logs, metrics_values = self._stateless_metrics(
+            metrics_values, total, ce, heat, heatmaps, masks, labels, logits
+        )
+        return logs, (trainable, non_trainable, optimizer_values, metrics_values)
+
+    def _stateless_test_step(self, state, data):
+        trainable, non_trainable, metrics_values = state
+        images, labels, masks = unpack_batch(data)
+        mapping = self._mapping(trainable=trainable, non_trainable=non_trainable)
+        with keras.StatelessScope(state_mapping=mapping):
+            if masks is None:
+                logits = self.heatmaps.logits(images, training=False)
+                ce = classification_loss(labels, logits)
+                total = heat = heatmaps = None
+            else:
+                masks = _masks_of_known_rank(masks, images)
+                total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
+        logs, metrics_values = self._stateless_metrics(
+            metrics_values, total, ce, heat, heatmaps, masks, labels, logits
+        )
+        return logs, (trainable, non_trainable, metrics_values)
+
+    def _stateless_metrics(self, metrics_values, total, ce, heat, heatmaps, masks, labels, logits):
+        """``(logs, new metric values)``: the trackers and compiled metrics updated in a
+        ``StatelessScope`` (without masks, the plain loss and metrics as ``test_step``)."""
+        mapping = self._mapping(metrics=metrics_values)
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            if heatmaps is None:
+                self._trackers["loss"].update_state(ce)
+                self._trackers["classification_loss"].update_state(ce)
+                logs = self._compiled_metrics(labels, logits)
+                logs = {
+                    k: v for k, v in logs.items() if k not in ("heatmap_loss", "background_share")
+                }
+            else:
+                self._update_trackers(total, ce, heat, heatmaps, masks)
+                logs = self._compiled_metrics(labels, logits)
+        new_values = [scope.get_current_value(v) for v in self.metrics_variables]
+        new_values = [
+            old if new is None else new for old, new in zip(metrics_values, new_values, strict=True)
+        ]
+        return logs, new_values
+
+    def make_train_function(self, force=False):
+        """Keras' step function; on JAX each batch is checked on the host (binary masks,
+        images within ``input_bounds``, no NaN) before the compiled step sees it, so a bad
+        batch raises a ``ValueError`` before any state changes."""
+        super().make_train_function(force)
+        if keras.backend.backend() == "jax":
+            self.train_function = self._checking(self.train_function)
+
+    def make_test_function(self, force=False):
+        super().make_test_function(force)
+        if keras.backend.backend() == "jax":
+            self.test_function = self._checking(self.test_function)
+
+    def _checking(self, step_function):
+        if getattr(step_function, "_isnet_checked", False):
+            return step_function
+
+        def checked(state, iterator):
+            return step_function(state, (self._host_checked(data) for data in iterator))
+
+        checked._isnet_checked = True
+        return checked
+
+    def _host_checked(self, data):
+        images, _, masks = unpack_batch(data)
+        if masks is not None:
+            self._checked(masks, images)  # raises ValueError on concrete values
+        return data
 
     def _compiled_metrics(self, labels, logits):
         if labels is not None and self._compile_metrics is not None:

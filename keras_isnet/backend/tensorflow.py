@@ -1,31 +1,15 @@
-"""The backend-specific primitives of keras-isnet.
-
-Everything numerical in the package is written with ``keras.ops``; the two things
-``keras.ops`` cannot express live here and only here:
-
-* :func:`vjp`: evaluate a function and return a pullback (vector-Jacobian product),
-  which the reverse rules use to push relevance through a layer's linear part;
-* :func:`compile_function`: trace a Python function into a graph for fast repeated calls.
-
-Only the TensorFlow backend is implemented today. Porting to JAX means implementing these
-two functions with ``jax.vjp`` and ``jax.jit``.
-"""
+"""The TensorFlow implementation of keras-isnet's backend primitives (see
+:mod:`keras_isnet.backend`): ``tf.GradientTape`` pullbacks, ``tf.function`` compilation,
+gated gradients, ``tf.distribute`` loss scaling and in-graph checks."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Sequence
 
-import keras
+import tensorflow as tf
 
-
-def _require_tensorflow(what: str) -> None:
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise NotImplementedError(
-            f"keras_isnet.backend.{what} is implemented for the TensorFlow backend only, but "
-            f"Keras runs on {backend!r}. Set KERAS_BACKEND=tensorflow before importing keras."
-        )
+from keras_isnet.backend.host_checks import short
 
 
 def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
@@ -45,9 +29,6 @@ def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
     Returns:
         ``(outputs, pullback)``.
     """
-    _require_tensorflow("vjp")
-    import tensorflow as tf
-
     primals = [None if p is None else tf.convert_to_tensor(p) for p in primals]
     floating = [p is not None and p.dtype.is_floating for p in primals]
     tape = tf.GradientTape(persistent=True)
@@ -72,11 +53,9 @@ def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
     return outputs, pullback
 
 
-def compile_function(fn: Callable) -> Callable:
-    """Trace ``fn`` into a graph function (``tf.function`` with reduced retracing)."""
-    _require_tensorflow("compile_function")
-    import tensorflow as tf
-
+def compile_function(fn: Callable, variables: Sequence = ()) -> Callable:
+    """Trace ``fn`` into a graph function (``tf.function`` with reduced retracing; the
+    variables are captured by reference, so ``variables`` is not needed)."""
     return tf.function(fn, reduce_retracing=True)
 
 
@@ -102,9 +81,6 @@ def value_and_gradients(fn: Callable, variables: Sequence) -> tuple[object, list
     identity of each gradient behind it) makes every update wait for every gradient; the
     weights' reads reach the gradients through true data dependencies, which grappler keeps.
     """
-    _require_tensorflow("value_and_gradients")
-    import tensorflow as tf
-
     with tf.GradientTape() as tape:
         value = fn()
     grads = tape.gradient(value[0], variables)
@@ -117,9 +93,6 @@ def scale_loss_for_distribution(loss):
     """Divide a per-replica mean loss by the replica count, so that the gradients summed
     across replicas are those of the mean over the global batch (identity without a
     distribution strategy)."""
-    _require_tensorflow("scale_loss_for_distribution")
-    import tensorflow as tf
-
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss / replicas
 
@@ -130,8 +103,6 @@ CHECK_MARKER = "[keras_isnet]"
 
 def _gated(ok, data, x, gated):
     """``x`` (and ``gated``) released only after ``tf.debugging.Assert(ok, data)``."""
-    import tensorflow as tf
-
     check = tf.debugging.Assert(ok, [CHECK_MARKER, *data])
     with tf.control_dependencies([check]):
         if not gated:
@@ -147,9 +118,6 @@ def assert_binary(x, *gated, what: str = "masks"):
     The failure surfaces as a TensorFlow ``InvalidArgumentError``; run the step inside
     :func:`value_errors` to get a ``ValueError`` instead.
     """
-    _require_tensorflow("assert_binary")
-    import tensorflow as tf
-
     x = tf.convert_to_tensor(x)
     bad = tf.logical_not(tf.logical_or(tf.equal(x, 0), tf.equal(x, 1)))
     data = [
@@ -165,27 +133,18 @@ def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
     ``high`` numbers or arrays broadcastable to ``x``), with a tolerance of 1e-3 of the range
     for round-off. Works like :func:`assert_binary`; ``hint`` says what to do.
     """
-    _require_tensorflow("assert_within")
-    import tensorflow as tf
-
     x = tf.convert_to_tensor(x)
     low_t = tf.cast(tf.convert_to_tensor(low), x.dtype)
     high_t = tf.cast(tf.convert_to_tensor(high), x.dtype)
     slack = 1e-3 * (high_t - low_t)
     ok = tf.logical_and(tf.reduce_all(x >= low_t - slack), tf.reduce_all(x <= high_t + slack))
     data = [
-        f"{what} outside the bounds ({_short(low)}, {_short(high)}). {hint} Found values from",
+        f"{what} outside the bounds ({short(low)}, {short(high)}). {hint} Found values from",
         tf.reduce_min(x),
         "to",
         tf.reduce_max(x),
     ]
     return _gated(ok, data, x, gated)
-
-
-def _short(bound) -> str:
-    """A bound for a message: the number, or ``array of shape ...`` for arrays."""
-    shape = getattr(bound, "shape", ())
-    return f"array of shape {tuple(shape)}" if len(shape) else f"{float(bound):g}"
 
 
 class value_errors:
@@ -196,10 +155,8 @@ class value_errors:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc is None or keras.backend.backend() != "tensorflow":
+        if exc is None:
             return False
-        import tensorflow as tf
-
         if isinstance(exc, tf.errors.InvalidArgumentError) and CHECK_MARKER in str(exc):
             raise ValueError(_assert_message(str(exc))) from None
         return False
@@ -225,3 +182,18 @@ def _assert_message(text: str) -> str:
             if piece:
                 pieces.append(piece)
     return " ".join(pieces)
+
+
+def supports_float64() -> bool:
+    """Whether float64 tensors are float64 (JAX: only with ``jax_enable_x64``)."""
+    return True
+
+
+def native_dataset(arrays, *, batch_size: int, shuffle: bool, seed):
+    """A ``tf.data.Dataset`` of the ``(images, labels, masks)`` arrays, batched, shuffled
+    each epoch from ``seed``, prefetched."""
+    images, labels, masks = arrays
+    ds = tf.data.Dataset.from_tensor_slices((images, labels, masks))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

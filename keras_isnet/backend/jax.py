@@ -1,0 +1,122 @@
+"""The JAX implementation of keras-isnet's backend primitives (see :mod:`keras_isnet.backend`).
+
+Pullbacks are ``jax.vjp``; compilation is ``jax.jit`` of a function of the model's variable
+values (read through Keras' ``StatelessScope``), so that a compiled analysis sees the weights
+of the call, not those of its first trace. The ISNet's training step is Keras' stateless JAX
+step (:mod:`keras_isnet.isnet.model`); its input checks run on the host before the compiled
+step (:mod:`keras_isnet.backend.host_checks`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from keras import StatelessScope
+
+from keras_isnet.backend.host_checks import binary_problem, bounds_problem
+
+
+def _is_float(p) -> bool:
+    return p is not None and jnp.issubdtype(jnp.asarray(p).dtype, jnp.floating)
+
+
+def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
+    """``(fn(*primals), pullback)`` with ``jax.vjp`` (see the TensorFlow version for the
+    contract: zeros for unconnected primals, None for non-floating ones, differentiable)."""
+    primals = [None if p is None else jnp.asarray(p) for p in primals]
+    floating = [_is_float(p) for p in primals]
+
+    def of_floats(*floats):
+        it = iter(floats)
+        return fn(*[next(it) if f else p for p, f in zip(primals, floating, strict=True)])
+
+    outputs, pull = jax.vjp(of_floats, *[p for p, f in zip(primals, floating, strict=True) if f])
+
+    def pullback(cotangents):
+        cotangents = jax.tree_util.tree_map(
+            lambda c, o: jnp.zeros_like(o) if c is None else jnp.asarray(c, o.dtype),
+            cotangents,
+            outputs,
+            is_leaf=lambda c: c is None,
+        )
+        grads = iter(pull(cotangents))
+        return [next(grads) if f else None for f in floating]
+
+    return outputs, pullback
+
+
+def compile_function(fn: Callable, variables: Sequence = ()) -> Callable:
+    """``fn`` compiled with ``jax.jit``, the values of ``variables`` passed in at each call."""
+    variables = list(variables)
+
+    def with_values(values, *args):
+        with StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return fn(*args)
+
+    jitted = jax.jit(with_values)
+
+    def call(*args):
+        return jitted([v.value for v in variables], *args)
+
+    return call
+
+
+def value_and_gradients(fn: Callable, variables: Sequence) -> tuple[object, list]:
+    """``(fn(), d fn()[0] / d variables)`` for ``fn`` returning ``(loss, aux)``, with the
+    variables' values traced as arguments (outside a compiled step)."""
+    variables = list(variables)
+
+    def of_values(values):
+        with StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            loss, aux = fn()
+        return loss, aux
+
+    (loss, aux), grads = jax.value_and_grad(of_values, has_aux=True)([v.value for v in variables])
+    return (loss, aux), list(grads)
+
+
+def scale_loss_for_distribution(loss):
+    """Identity: under ``keras.distribution`` the step computes the global batch's mean."""
+    return loss
+
+
+def _concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def assert_binary(x, *gated, what: str = "masks"):
+    """Check on the host that ``x`` holds only 0 and 1 (skipped inside a trace, where the
+    ISNet checks each batch before the compiled step); returns ``x`` (with ``gated``)."""
+    if _concrete(x):
+        problem = binary_problem(np.asarray(x), what)
+        if problem:
+            raise ValueError(problem)
+    return x if not gated else (x, *gated)
+
+
+def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
+    """Check on the host that ``low <= x <= high`` (as :func:`assert_binary`)."""
+    if _concrete(x):
+        problem = bounds_problem(np.asarray(x), low, high, what, hint)
+        if problem:
+            raise ValueError(problem)
+    return x if not gated else (x, *gated)
+
+
+def value_errors():
+    """The checks raise ValueError themselves: nothing to translate."""
+    return contextlib.nullcontext()
+
+
+def supports_float64() -> bool:
+    """Whether float64 tensors are float64 (JAX: only with ``jax_enable_x64``)."""
+    return bool(jax.config.jax_enable_x64)
+
+
+def native_dataset(arrays, *, batch_size: int, shuffle: bool, seed):
+    """None: on this backend ``isnet_dataset`` gives a ``keras.utils.PyDataset``."""
+    return None
