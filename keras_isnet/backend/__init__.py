@@ -41,6 +41,7 @@ _NAMES = (
     "value_errors",
     "supports_float64",
     "native_dataset",
+    "stateless_value_and_grad",  # JAX only: the stateless training step
 )
 
 

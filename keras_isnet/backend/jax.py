@@ -120,3 +120,9 @@ def supports_float64() -> bool:
 def native_dataset(arrays, *, batch_size: int, shuffle: bool, seed):
     """None: on this backend ``isnet_dataset`` gives a ``keras.utils.PyDataset``."""
     return None
+
+
+def stateless_value_and_grad(fn: Callable) -> Callable:
+    """``jax.value_and_grad(fn, has_aux=True)``: for the stateless training step, whose
+    ``fn(trainable_values, ...)`` returns ``(loss, aux)``; gradients w.r.t. its first argument."""
+    return jax.value_and_grad(fn, has_aux=True)

@@ -28,8 +28,11 @@ def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
             continue
         t = torch.as_tensor(p)
         if t.is_floating_point():
-            if not t.requires_grad:  # a constant: make it a leaf to differentiate against
-                t = t.detach().requires_grad_(True)
+            # A fresh node per primal: the pullback is then d fn / d primal alone (PyTorch's
+            # graph is global, so differentiating w.r.t. the tensor itself would add the
+            # paths through other primals computed from it, e.g. both inputs of a residual
+            # Add); an alias keeps the primal's own history for outer gradients.
+            t = t.view_as(t) if t.requires_grad else t.detach().requires_grad_(True)
             sources.append(t)
         args.append(t)
     floating = [torch.is_tensor(a) and a.is_floating_point() for a in args]

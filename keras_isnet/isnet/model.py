@@ -503,8 +503,6 @@ class ISNet(keras.Model):
         are computed under a ``StatelessScope`` over the traced variable values, so the moving
         statistics and the stochastic variant's seed come back as the new non-trainable
         state instead of being assigned; the optimizer applies the gradients statelessly."""
-        import jax
-
         trainable, non_trainable, optimizer_values, metrics_values = state
         images, labels, masks = unpack_batch(data)
         self._require_masks(masks, "fit")
@@ -532,7 +530,7 @@ class ISNet(keras.Model):
                 scaled = self.optimizer.scale_loss(total)
             return scaled, (total, ce, heat, logits, heatmaps, new_non_trainable)
 
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        grad_fn = backend.stateless_value_and_grad(loss_fn)
         (_, aux), grads = grad_fn(trainable, non_trainable)
         total, ce, heat, logits, heatmaps, non_trainable = aux
         trainable, optimizer_values = self.optimizer.stateless_apply(
@@ -727,7 +725,7 @@ def _background_share(heatmaps, masks):
     m = ops.cast(prepare_masks(masks, tuple(h.shape[1:3])), h.dtype)
     total = ops.sum(h, axis=(1, 2))
     outside = ops.sum(ops.multiply(h, 1.0 - m), axis=(1, 2))
-    return ops.mean(ops.divide(outside, ops.maximum(total, 1e-12)))
+    return ops.mean(ops.divide(outside, ops.where(total > 1e-12, total, 1e-12)))
 
 
 class _PSchedule(keras.callbacks.Callback):

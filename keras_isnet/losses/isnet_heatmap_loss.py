@@ -193,7 +193,7 @@ def isnet_heatmap_loss(
 
     if not _is_zero(B):
         f = ops.sum(h_abs * mask, axis=spatial)  # (batch, maps), not normalised
-        left = ops.square(ops.minimum(f / C1, 1.0) - 1.0)
+        left = ops.square(ops.where(f < C1, f / C1, 1.0) - 1.0)
         if foreground == "L2":
             right = _l2_right(f, C1, C2)
         elif foreground == "L1":

@@ -35,12 +35,12 @@ def stabilize(z, epsilon: float):
 
 def positive(w):
     """Element-wise positive part ``max(w, 0)``."""
-    return ops.maximum(w, 0)
+    return ops.relu(w)  # not ops.maximum: Keras' torch maximum returns float32 for float64
 
 
 def negative(w):
     """Element-wise negative part ``min(w, 0)``."""
-    return ops.minimum(w, 0)
+    return ops.negative(ops.relu(ops.negative(w)))
 
 
 class KernelCall:

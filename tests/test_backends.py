@@ -1,0 +1,63 @@
+"""The same numbers on every Keras backend (issue 11).
+
+``tests/backends/probe.py`` runs under TensorFlow, JAX and PyTorch in subprocesses (a Keras
+process has one backend) on the same float64 NumPy weights; every analyzer heatmap,
+conservation sum, ISNet heatmap, loss and weight gradient must agree with TensorFlow's within
+1e-5 (relative to each array's largest value), and a classifier trained and saved on one
+backend must load on the others with the same predictions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROBE = Path(__file__).parent / "backends" / "probe.py"
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def _run(backend: str, *args: str) -> None:
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_ENABLE_X64="1", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, str(PROBE), *args], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, f"{backend}: {done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backends")
+    for backend in BACKENDS:
+        _run(backend, str(root / f"{backend}.npz"), "--save", str(root / f"{backend}.keras"))
+    return root, {b: dict(np.load(root / f"{b}.npz")) for b in BACKENDS}
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_number_equals_tensorflows(probes, backend):
+    _, results = probes
+    reference, other = results["tensorflow"], results[backend]
+    keys = [k for k in reference if k != "saved_predictions"]
+    assert sorted(keys) == sorted(k for k in other if k != "saved_predictions")
+    assert any(k.startswith("isnet/selective/grad/") for k in keys)
+    for key in keys:
+        scale = float(np.abs(reference[key]).max())
+        error = float(np.abs(other[key] - reference[key]).max())
+        assert error <= 1e-5 * scale + 1e-12, (key, error, scale)
+
+
+@pytest.mark.parametrize("saved_on", BACKENDS)
+def test_a_keras_file_saved_on_one_backend_predicts_the_same_on_another(probes, saved_on):
+    root, results = probes
+    expected = results[saved_on]["saved_predictions"]
+    for backend in BACKENDS:
+        if backend == saved_on:
+            continue
+        out = root / f"{saved_on}-on-{backend}.npz"
+        _run(backend, str(out), "--load", str(root / f"{saved_on}.keras"))
+        got = np.load(out)["loaded_predictions"]
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
