@@ -61,3 +61,21 @@ def test_a_keras_file_saved_on_one_backend_predicts_the_same_on_another(probes, 
         _run(backend, str(out), "--load", str(root / f"{saved_on}.keras"))
         got = np.load(out)["loaded_predictions"]
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_jax_data_parallel_step_equals_the_single_device_step():
+    """keras.distribution.DataParallel on 2 host CPU devices (XLA flag, set before JAX
+    starts: a subprocess): the weights after one ISNet step on the same global batch agree
+    with the single-device step (selective and original) within 1e-5 of the update."""
+    script = Path(__file__).parent / "backends" / "data_parallel.py"
+    env = dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "relative difference" in done.stdout
