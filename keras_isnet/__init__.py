@@ -8,6 +8,7 @@ Example:
 
 from keras_isnet import (  # analyzers first: composites registers into it
     analyzers,
+    arrays,
     canonizers,
     composites,
     conservation,
@@ -39,6 +40,7 @@ __all__ = [
     "ModelWalkError",
     "UnsupportedLayerError",
     "analyzers",
+    "arrays",
     "canonizers",
     "class_region_selection",
     "composites",
