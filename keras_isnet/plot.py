@@ -38,6 +38,7 @@ __all__ = [
     "colorize",
     "grid",
     "heatmap",
+    "image",
     "overlay",
     "overlay_rgb",
     "reduce_channels",
@@ -333,6 +334,43 @@ def _finish(ax, path, dpi):
     return ax
 
 
+def image(
+    x,
+    *,
+    ax=None,
+    mask=None,
+    title: str | None = None,
+    path: str | Path | None = None,
+    dpi: int = 110,
+):
+    """Draw an input image (grey or RGB), optionally with its mask outline.
+
+    Args:
+        x: ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``; uint8, or float (in
+            [0, 1], otherwise min-max scaled for display).
+        ax: a matplotlib ``Axes`` to draw on; default: a new figure.
+        mask: optional foreground mask ``(H, W)``, drawn as a green outline.
+        title: optional axes title.
+        path: if given, the figure is saved there as PNG.
+        dpi: resolution of the saved PNG (default 110).
+
+    Returns:
+        The matplotlib ``Axes`` drawn on.
+
+    Example:
+        >>> ki.plot.image(x[0], mask=masks[0], title="input", path="input.png")
+    """
+    rgb = _image_rgb(x)
+    ax = _new_axes() if ax is None else ax
+    ax.imshow(rgb, interpolation="nearest")
+    if mask is not None:
+        _outline(ax, mask, rgb.shape[:2])
+    if title:
+        ax.set_title(title, fontsize=9)
+    _clean(ax)
+    return _finish(ax, path, dpi)
+
+
 def heatmap(
     h,
     *,
@@ -536,11 +574,7 @@ def grid(
     for j in range(n):
         mask = None if mask_arr is None else mask_arr[j]
         if show_images:
-            ax = axes[0, j]
-            ax.imshow(_image_rgb(imgs[j]), interpolation="nearest")
-            if mask is not None:
-                _outline(ax, mask, imgs.shape[1:3])
-            _clean(ax)
+            image(imgs[j], ax=axes[0, j], mask=mask)
         for i, (label, r) in enumerate(rows.items()):
             ax = axes[i + int(show_images), j]
             if overlay:
