@@ -71,36 +71,20 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for model_name, method, ins_auc, del_auc, share in rows:
         print(f"| {model_name} | {method} | {ins_auc:.3f} | {del_auc:.3f} | {share:.3f} |")
-    _figure(images, maps, out / "compare_explanations.png")
+    _figure(images, maps, out / "compare_explanations.png", masks=masks)
     print(f"\nwrote {out / 'compare_explanations.png'}")
 
 
-def _figure(images, maps, path, n=4):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = list(maps)
+def _figure(images, maps, path, masks=None, n=4):
     n = min(n, len(images))  # the first n scored images (fewer with --n below 4)
-    fig, axes = plt.subplots(
-        n, len(keys) + 1, figsize=(1.8 * (len(keys) + 1), 1.8 * n), squeeze=False
+    rows = {f"{model}\n{method}": heat[:n] for (model, method), heat in maps.items()}
+    ki.plot.grid(
+        images[:n],
+        rows,
+        masks=None if masks is None else masks[:n],
+        suptitle="Confounding test images: three methods on the plain CNN and the ISNet",
+        path=path,
     )
-    for i in range(n):
-        axes[i, 0].imshow(images[i, ..., 0], cmap="gray")
-        for j, key in enumerate(keys):
-            h = maps[key][i]
-            scale = float(np.abs(h).max()) or 1.0
-            axes[i, j + 1].imshow(h, cmap="bwr", vmin=-scale, vmax=scale)
-            if i == 0:
-                axes[i, j + 1].set_title(f"{key[0]}\n{key[1]}", fontsize=8)
-    axes[0, 0].set_title("confounding input", fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

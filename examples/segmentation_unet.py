@@ -115,11 +115,7 @@ def plot_heatmaps(path, image, truth, prediction, maps, titles):
     axes[2].imshow(prediction, cmap="viridis", vmin=0, vmax=2)
     axes[2].set_title("prediction", fontsize=9)
     for ax, (heatmap, marks), title in zip(axes[3:], maps, titles, strict=True):
-        h = heatmap[..., 0]
-        bound = np.abs(h).max() or 1.0
-        ax.imshow(h, cmap="seismic", vmin=-bound, vmax=bound)
-        if marks is not None:
-            ax.contour(marks, levels=[0.5], colors="lime", linewidths=0.8)
+        ki.plot.heatmap(heatmap, ax=ax, mask=marks)  # red = for, blue = against, 0 = white
         ax.set_title(title, fontsize=8)
     for ax in axes:
         ax.set_xticks([])

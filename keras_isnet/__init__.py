@@ -9,6 +9,7 @@ Example:
 from keras_isnet import (  # analyzers first: composites registers into it
     analyzers,
     arrays,
+    callbacks,
     canonizers,
     composites,
     conservation,
@@ -17,9 +18,11 @@ from keras_isnet import (  # analyzers first: composites registers into it
     layers,
     losses,
     metrics,
+    plot,
     rules,
     segmentation,
 )
+from keras_isnet._version import __version__
 from keras_isnet.analyzers import ANALYZERS, Analyzer, UnsupportedLayerError, create_analyzer
 from keras_isnet.canonizers import fold_batch_norm
 from keras_isnet.conservation import ConservationReport, conservation_report
@@ -29,8 +32,6 @@ from keras_isnet.layers import register_reverse_rule
 from keras_isnet.output_activation import model_wo_output_activation, model_wo_softmax
 from keras_isnet.segmentation import class_region_selection, predicted_class_selection
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ANALYZERS",
     "Analyzer",
@@ -39,8 +40,10 @@ __all__ = [
     "ISNetHeatmaps",
     "ModelWalkError",
     "UnsupportedLayerError",
+    "__version__",
     "analyzers",
     "arrays",
+    "callbacks",
     "canonizers",
     "class_region_selection",
     "composites",
@@ -56,6 +59,7 @@ __all__ = [
     "layers",
     "losses",
     "metrics",
+    "plot",
     "predicted_class_selection",
     "register_reverse_rule",
     "rules",

@@ -88,8 +88,17 @@ def _prelude_metrics():
     return {"model": model, "images": images, "heatmaps": heatmaps, "masks": masks}
 
 
+def _prelude_plot():
+    images, labels, masks = _classification_data(n=8)
+    return {"keras": keras, "model": _tiny_classifier(), "classifier": _tiny_classifier(),
+            "images": images, "labels": labels, "masks": masks}  # fmt: skip
+
+
 #: the first line a block starts with (after its comment) -> the names it needs
 PRELUDES = {
+    'heatmaps = ki.create_analyzer("lrp.epsilon", model).analyze(images)': _prelude_plot,
+    "watch = ki.callbacks.HeatmapCallback(": _prelude_plot,
+    "from keras_isnet.metrics import model_randomization_test": _prelude_metrics,
     "import keras, numpy as np": dict,
     'a = ki.create_analyzer("lrp.epsilon", unet': _prelude_segmentation,
     'isnet = ki.ISNet(classifier, variant="stochastic"': _prelude_isnet,
@@ -124,8 +133,30 @@ def _check_biased_mnist(ns):
     assert set(np.unique(ns["masks"])) <= {0.0, 1.0}
 
 
+def _check_plot(ns):
+    for name in ("heatmap.png", "overlay.png", "grid.png"):
+        assert (pathlib.Path.cwd() / name).stat().st_size > 1000, name
+    assert ns["rgb"].shape == ns["images"].shape[1:3] + (3,)
+
+
+def _check_callbacks(ns):
+    assert len(ns["watch"].history) == 3  # "one per epoch"
+    assert list((pathlib.Path.cwd() / "logs" / "heatmaps").glob("events.out.tfevents.*"))
+    assert len(list((pathlib.Path.cwd() / "figures").glob("*.png"))) == 3
+    assert ns["history"].history["P"] == [0.0, 0.8, 0.8]
+
+
+def _check_sanity(ns):
+    assert ns["mprt"].mean("spearman_abs")[0] == 1.0
+    for name in ("randomization.png", "randomization_maps.png", "faithfulness.png"):
+        assert (pathlib.Path.cwd() / name).exists(), name
+
+
 #: what a block promises in its comments, checked after it ran
 CHECKS = {
+    'heatmaps = ki.create_analyzer("lrp.epsilon", model).analyze(images)': _check_plot,
+    "watch = ki.callbacks.HeatmapCallback(": _check_callbacks,
+    "from keras_isnet.metrics import model_randomization_test": _check_sanity,
     "import keras, numpy as np": _check_quickstart,
     'a = ki.create_analyzer("lrp.epsilon", unet': _check_segmentation,
     'isnet = ki.ISNet(classifier, variant="stochastic"': _check_isnet,

@@ -154,44 +154,23 @@ def results_table(results: dict) -> str:
 
 
 def write_figure(models: dict, data, path, n: int = 4) -> None:
-    """Inputs, masks and each model's LRP heatmap on biased and confounding test samples.
-
-    Heatmaps use a zero-centred diverging colour map (red positive, blue negative), each
-    scaled by its own largest absolute value.
+    """Inputs (mask outlined in green) and each model's LRP heatmap on biased and confounding
+    test samples, drawn with :func:`keras_isnet.plot.grid` (zero-centred diverging map: red
+    for the explained class, blue against; each heatmap on its own symmetric scale).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sets = [("biased", data.test_sets["biased"]), ("confounding", data.test_sets["confounding"])]
-    columns = [(set_name, i) for set_name, _ in sets for i in range(n)]
-    row_names = ["input", "mask"] + [f"{name} LRP" for name in models]
-    fig, axes = plt.subplots(
-        len(row_names), len(columns), figsize=(1.6 * len(columns), 1.7 * len(row_names))
+    images = np.concatenate([split.images[:n] for _, split in sets])
+    masks = np.concatenate([split.masks[:n] for _, split in sets])
+    titles = [f"{name}\nlabel {label}" for name, split in sets for label in split.labels[:n]]
+    rows = {f"{name} LRP": heatmaps_of(explainer(model), images) for name, model in models.items()}
+    ki.plot.grid(
+        images,
+        rows,
+        masks=masks,
+        titles=titles,
+        suptitle="Biased MNIST: where each model looks (LRP-epsilon of the predicted class)",
+        path=path,
     )
-    heat = {}
-    for name, model in models.items():
-        analyzer = explainer(model)
-        heat[name] = {s: heatmaps_of(analyzer, split.images[:n]) for s, split in sets}
-    for j, (set_name, i) in enumerate(columns):
-        split = dict(sets)[set_name]
-        axes[0, j].imshow(split.images[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-        axes[0, j].set_title(f"{set_name}\nlabel {split.labels[i]}", fontsize=8)
-        axes[1, j].imshow(split.masks[i, ..., 0], cmap="gray", vmin=0, vmax=1)
-        for r, name in enumerate(models):
-            h = heat[name][set_name][i]
-            scale = float(np.abs(h).max()) or 1.0
-            axes[2 + r, j].imshow(h, cmap="bwr", vmin=-scale, vmax=scale)
-    for r, name in enumerate(row_names):
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle("Biased MNIST: where each model looks (LRP-epsilon of the predicted class)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(config: DemoConfig) -> dict:

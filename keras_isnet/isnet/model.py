@@ -24,6 +24,7 @@ from keras import ops
 
 from keras_isnet import backend
 from keras_isnet.backend.host_checks import binary_problem, bounds_problem
+from keras_isnet.callbacks.p_schedule import PSchedule
 from keras_isnet.isnet.heatmaps import ISNetHeatmaps
 from keras_isnet.isnet.variants import get_variant, segmentation_labels, sparse_labels
 from keras_isnet.losses import (
@@ -239,8 +240,8 @@ class ISNet(keras.Model):
         if hasattr(data, "element_spec") and "shuffle" not in kwargs:
             kwargs["shuffle"] = False  # a tf.data.Dataset shuffles itself (isnet_dataset does)
         callbacks = list(callbacks or [])
-        if isinstance(self.P, dict):
-            callbacks.append(_PSchedule(self))
+        if isinstance(self.P, dict) and not any(isinstance(c, PSchedule) for c in callbacks):
+            callbacks.append(PSchedule(self.P))
         self._check_arrays(args, kwargs)
         with self._guarded():
             return super().fit(*args, callbacks=callbacks, **kwargs)
@@ -726,17 +727,6 @@ def _background_share(heatmaps, masks):
     total = ops.sum(h, axis=(1, 2))
     outside = ops.sum(ops.multiply(h, 1.0 - m), axis=(1, 2))
     return ops.mean(ops.divide(outside, ops.where(total > 1e-12, total, 1e-12)))
-
-
-class _PSchedule(keras.callbacks.Callback):
-    """Sets the heatmap loss weight P at the start of each epoch from a schedule."""
-
-    def __init__(self, isnet):
-        super().__init__()
-        self._isnet = isnet
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._isnet._P_value.assign(self._isnet._P_at(epoch))
 
 
 def _input_bounds(bounds):
