@@ -210,6 +210,8 @@ class ISNet(keras.Model):
             name: keras.metrics.Mean(name=name)
             for name in ("loss", "classification_loss", "heatmap_loss", "background_share")
         }
+        for tracker in self._trackers.values():
+            tracker._direction = "down"  # as Keras' own metrics say it (all lower is better)
         self._metric_list = list(self._trackers.values())
 
     # --------------------------------------------------------------------------- P
@@ -242,9 +244,30 @@ class ISNet(keras.Model):
         callbacks = list(callbacks or [])
         if isinstance(self.P, dict) and not any(isinstance(c, PSchedule) for c in callbacks):
             callbacks.append(PSchedule(self.P))
+        for callback in callbacks:
+            self._set_monitor_direction(callback)
         self._check_arrays(args, kwargs)
         with self._guarded():
             return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def _set_monitor_direction(self, callback):
+        """Give ``callback`` (e.g. ``ModelCheckpoint(monitor="val_heatmap_loss")``) the
+        direction of the ISNet's own metrics: every one of them (``loss``,
+        ``classification_loss``, ``heatmap_loss``, ``background_share``) is better lower.
+
+        Keras' callbacks infer ``mode="auto"`` from the compiled metrics and from the name
+        ``loss`` only, so without this they would raise for the ISNet's trackers. A callback
+        given ``mode="min"``/``"max"`` is left as it is.
+        """
+        monitor = getattr(callback, "monitor", None)
+        if not isinstance(monitor, str) or getattr(callback, "mode", None) != "auto":
+            return
+        if not isinstance(callback, keras.callbacks.Callback) or not hasattr(
+            callback, "_set_monitor_op"
+        ):
+            return
+        if monitor.removeprefix("val_") in self._trackers:
+            callback.mode = "min"  # read when the callback first needs its direction
 
     def evaluate(self, *args, **kwargs):
         self._check_arrays(args, kwargs)
