@@ -66,7 +66,8 @@ def test_a_keras_file_saved_on_one_backend_predicts_the_same_on_another(probes, 
 def test_jax_data_parallel_step_equals_the_single_device_step():
     """keras.distribution.DataParallel on 2 host CPU devices (XLA flag, set before JAX
     starts: a subprocess): the weights after one ISNet step on the same global batch agree
-    with the single-device step (selective and original) within 1e-5 of the update."""
+    with the single-device step (selective, original and stochastic: the compiled step draws
+    over the global batch) within 1e-5 of the update."""
     script = Path(__file__).parent / "backends" / "data_parallel.py"
     env = dict(
         os.environ,

@@ -97,6 +97,18 @@ def scale_loss_for_distribution(loss):
     return loss if replicas == 1 else loss / replicas
 
 
+def replica_position():
+    """``(replica id, replica count)`` of the running step: under a ``tf.distribute``
+    strategy each replica runs the step on its share of the global batch (the id is a
+    scalar tensor in ``[0, count)``, the global batch split in replica order); ``(0, 1)``
+    outside one."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    context = tf.distribute.get_replica_context()
+    if replicas == 1 or context is None:
+        return 0, 1
+    return context.replica_id_in_sync_group, replicas
+
+
 #: marker of the messages of the in-graph checks below, so that :func:`value_errors` finds them.
 CHECK_MARKER = "[keras_isnet]"
 

@@ -89,6 +89,11 @@ def scale_loss_for_distribution(loss):
     return loss
 
 
+def replica_position():
+    """``(0, 1)``: the PyTorch step runs on one device."""
+    return 0, 1
+
+
 def _host(x):
     return x.detach().cpu().numpy() if torch.is_tensor(x) else x
 

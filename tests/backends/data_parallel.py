@@ -55,7 +55,7 @@ def main() -> int:
         print(f"needs 2 devices, got {devices}")
         return 2
     worst = 0.0
-    for variant in ("selective", "original"):
+    for variant in ("selective", "original", "stochastic"):
         b1, single = step(False, variant)
         _, parallel = step(True, variant)
         update = max(float(np.abs(a - b).max()) for a, b in zip(single, b1, strict=True))

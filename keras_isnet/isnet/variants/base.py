@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from keras import ops
 
+from keras_isnet import backend
 from keras_isnet.losses import isnet_heatmap_loss
 
 #: variant name -> variant (filled by :func:`register_variant`).
@@ -145,6 +146,32 @@ class Variant:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def replica_draw(draw, n):
+    """This replica's rows of a random draw over the global batch.
+
+    ``draw(rows)`` returns random values with ``rows`` leading rows. Under a distribution
+    strategy every replica holds the same random state, so a draw of the local batch would
+    give every replica the same numbers (both halves of a global batch would explain the same
+    classes). Instead each replica draws for the whole global batch, ``n * replicas`` rows,
+    and keeps its own ``n``: the global batch gets the draws a single device would make for
+    it, sample for sample. On one device this is ``draw(n)``.
+
+    Args:
+        draw: ``rows -> (rows, ...)`` tensor, e.g. ``lambda r: keras.random.uniform((r,),
+            seed=seed)``.
+        n: the local batch size (an int or a scalar tensor).
+
+    Returns:
+        ``(n, ...)``: this replica's rows, in global batch order.
+    """
+    replica, replicas = backend.replica_position()
+    if replicas == 1:
+        return draw(n)
+    values = draw(n * replicas)
+    values = ops.reshape(values, (replicas, -1, *values.shape[1:]))
+    return ops.take(values, replica, axis=0)
 
 
 def class_counts(labels, k: int):

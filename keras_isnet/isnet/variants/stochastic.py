@@ -9,7 +9,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_isnet.isnet.variants.base import Variant, Walks, class_counts, register_variant
+from keras_isnet.isnet.variants.base import (
+    Variant,
+    Walks,
+    class_counts,
+    register_variant,
+    replica_draw,
+)
 
 #: probability that the stochastic ISNet explains the top logit (reference: 5/11).
 STOCHASTIC_TOP_PROBABILITY = 5.0 / 11.0
@@ -24,14 +30,20 @@ class Stochastic(Variant):
     def classes(self, heatmaps, logits, labels, seed=None):
         top = ops.cast(ops.argmax(logits, axis=-1), "int32")
         k = ops.shape(logits)[-1]
-        shift = keras.random.randint(ops.shape(top), 1, k, seed=seed, dtype="int32")
+        n = ops.shape(top)[0]
+        # per replica under a distribution strategy (replica_draw): the global batch's draws
+        shift = replica_draw(
+            lambda r: keras.random.randint((r,), 1, k, seed=seed, dtype="int32"), n
+        )
         other = ops.mod(top + shift, k)
-        coin = keras.random.uniform(ops.shape(top), seed=seed) < STOCHASTIC_TOP_PROBABILITY
-        return ops.where(coin, top, other)
+        uniform = replica_draw(lambda r: keras.random.uniform((r,), seed=seed), n)
+        return ops.where(uniform < STOCHASTIC_TOP_PROBABILITY, top, other)
 
     def segmentation_classes(self, labels, k: int, seed=None):
         counts = class_counts(labels, k)
-        noise = keras.random.uniform(ops.shape(counts), seed=seed)
+        noise = replica_draw(
+            lambda r: keras.random.uniform((r, k), seed=seed), ops.shape(counts)[0]
+        )
         scores = ops.where(counts > 0, noise, -1.0)
         return ops.cast(ops.argmax(scores, axis=-1), "int32")
 
