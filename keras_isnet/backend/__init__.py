@@ -9,8 +9,10 @@ on first use, so only that framework is imported:
 * :func:`compile_function`: compile a function for fast repeated calls;
 * :func:`value_and_gradients`: a loss and its gradients with respect to variables;
 * :func:`scale_loss_for_distribution`: the per-replica loss scaling;
+* :func:`after`: a context whose operations wait for given tensors (the optimizer update);
 * :func:`replica_position`: which replica of how many runs the step (per-replica draws);
-* :func:`assert_binary`, :func:`assert_within`, :func:`value_errors`: the ISNet's input checks;
+* :func:`assert_binary`, :func:`assert_within`, :func:`assert_finite`, :func:`value_errors`:
+  the ISNet's input checks;
 * :func:`native_dataset`: the framework's own input pipeline for ``isnet_dataset`` (tf.data);
 * :func:`supports_float64`: whether float64 computes in float64 (JAX needs ``jax_enable_x64``).
 
@@ -38,8 +40,10 @@ _NAMES = (
     "value_and_gradients",
     "scale_loss_for_distribution",
     "replica_position",
+    "after",
     "assert_binary",
     "assert_within",
+    "assert_finite",
     "value_errors",
     "supports_float64",
     "native_dataset",

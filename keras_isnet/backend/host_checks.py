@@ -28,6 +28,18 @@ def binary_problem(x, what: str = "masks") -> str | None:
     )
 
 
+def finite_problem(x, what: str = "images", hint: str = "") -> str | None:
+    """The error message if ``x`` holds NaN or inf, else None."""
+    x = np.asarray(x)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1) if x.ndim else ~np.isfinite(x)
+    if not np.any(bad):
+        return None
+    return (
+        f"{what} hold NaN or inf in {int(np.sum(bad))} sample(s) (first: sample "
+        f"{int(np.argmax(bad))}). {hint}"
+    ).strip()
+
+
 def bounds_problem(x, low, high, what: str = "images", hint: str = "") -> str | None:
     """The error message if ``x`` leaves ``[low, high]`` by more than 1e-3 of the range (or
     holds NaN), else None."""

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from keras import StatelessScope
 
-from keras_isnet.backend.host_checks import binary_problem, bounds_problem
+from keras_isnet.backend.host_checks import binary_problem, bounds_problem, finite_problem
 
 
 def _is_float(p) -> bool:
@@ -84,6 +84,11 @@ def scale_loss_for_distribution(loss):
     return loss
 
 
+def after(tensors):
+    """No-op context: operations run in program order here (see the TensorFlow module)."""
+    return contextlib.nullcontext()
+
+
 def replica_position():
     """``(0, 1)``: under ``keras.distribution`` the compiled step sees the global batch (the
     arrays are sharded, the program is one), so its random draws already cover every sample."""
@@ -108,6 +113,15 @@ def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
     """Check on the host that ``low <= x <= high`` (as :func:`assert_binary`)."""
     if _concrete(x):
         problem = bounds_problem(np.asarray(x), low, high, what, hint)
+        if problem:
+            raise ValueError(problem)
+    return x if not gated else (x, *gated)
+
+
+def assert_finite(x, *gated, what: str = "images", hint: str = ""):
+    """Check on the host that ``x`` holds no NaN or inf (as :func:`assert_binary`)."""
+    if _concrete(x):
+        problem = finite_problem(np.asarray(x), what, hint)
         if problem:
             raise ValueError(problem)
     return x if not gated else (x, *gated)

@@ -97,6 +97,15 @@ def scale_loss_for_distribution(loss):
     return loss if replicas == 1 else loss / replicas
 
 
+def after(tensors):
+    """A context whose operations run only after ``tensors`` (``tf.control_dependencies``).
+
+    The optimizer's ``iterations.assign_add(1)`` does not read the gradients, so in a graph
+    it could run before a failing input check that gates them; built under ``after(grads)``,
+    a rejected step leaves the iteration count as it was."""
+    return tf.control_dependencies([t for t in tensors if t is not None])
+
+
 def replica_position():
     """``(replica id, replica count)`` of the running step: under a ``tf.distribute``
     strategy each replica runs the step on its share of the global batch (the id is a
@@ -157,6 +166,20 @@ def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
         tf.reduce_max(x),
     ]
     return _gated(ok, data, x, gated)
+
+
+def assert_finite(x, *gated, what: str = "images", hint: str = ""):
+    """``x`` (and ``gated``), released only after checking that ``x`` holds no NaN or inf
+    (as :func:`assert_binary`)."""
+    x = tf.convert_to_tensor(x)
+    finite = tf.reshape(tf.math.is_finite(x), (tf.shape(x)[0], -1))
+    bad = tf.logical_not(tf.reduce_all(finite, axis=1))
+    data = [
+        f"{what} hold NaN or inf in",
+        tf.reduce_sum(tf.cast(bad, tf.int32)),
+        f"sample(s) of this batch. {hint}",
+    ]
+    return _gated(tf.logical_not(tf.reduce_any(bad)), data, x, gated)
 
 
 class value_errors:

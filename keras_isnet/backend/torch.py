@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from keras import tree
 
-from keras_isnet.backend.host_checks import binary_problem, bounds_problem
+from keras_isnet.backend.host_checks import binary_problem, bounds_problem, finite_problem
 
 
 def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
@@ -89,6 +89,11 @@ def scale_loss_for_distribution(loss):
     return loss
 
 
+def after(tensors):
+    """No-op context: operations run in program order here (see the TensorFlow module)."""
+    return contextlib.nullcontext()
+
+
 def replica_position():
     """``(0, 1)``: the PyTorch step runs on one device."""
     return 0, 1
@@ -109,6 +114,14 @@ def assert_binary(x, *gated, what: str = "masks"):
 def assert_within(x, low, high, *gated, what: str = "images", hint: str = ""):
     """Raise ValueError unless ``low <= x <= high`` (1e-3 of the range tolerated)."""
     problem = bounds_problem(_host(x), low, high, what, hint)
+    if problem:
+        raise ValueError(problem)
+    return x if not gated else (x, *gated)
+
+
+def assert_finite(x, *gated, what: str = "images", hint: str = ""):
+    """Check on the host that ``x`` holds no NaN or inf (as :func:`assert_binary`)."""
+    problem = finite_problem(_host(x), what, hint)
     if problem:
         raise ValueError(problem)
     return x if not gated else (x, *gated)

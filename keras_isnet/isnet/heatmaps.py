@@ -32,6 +32,7 @@ from keras import ops
 from keras_isnet.analyzers.lrp import LRP
 from keras_isnet.composites import build_composite
 from keras_isnet.engine import Engine
+from keras_isnet.isnet.heads import head_for
 from keras_isnet.isnet.variants import VARIANTS, get_variant, segmentation_weights
 
 SELECTIVE_CLASSES = ("argmin", "argmax", "label")
@@ -53,13 +54,25 @@ class ISNetHeatmaps:
             ``eta_c = log(p_c / (1 - p_c))``: ``"argmin"`` (default: what the reference
             code does, the lowest logit), ``"argmax"`` (what its docstrings say) or
             ``"label"`` (the true class).
+        multilabel: the classifier's K logits are independent sigmoid labels (default
+            False; a 1-unit classifier is binary either way): the selective variant then
+            explains the chosen label's logit, the log-odds of its sigmoid, instead of the
+            softmax quantity.
 
     Example:
         >>> heatmaps = ISNetHeatmaps(model)
         >>> logits, maps = heatmaps.logits_and_heatmaps(x, y, variant="original")
     """
 
-    def __init__(self, model, *, epsilon=1e-2, input_bounds=(0.0, 1.0), selective_class="argmin"):
+    def __init__(
+        self,
+        model,
+        *,
+        epsilon=1e-2,
+        input_bounds=(0.0, 1.0),
+        selective_class="argmin",
+        multilabel: bool = False,
+    ):
         if selective_class not in SELECTIVE_CLASSES:
             raise ValueError(
                 f"Unknown selective_class {selective_class!r}; valid values are "
@@ -79,6 +92,15 @@ class ISNetHeatmaps:
             "isnet", {"epsilon": self.epsilon, "input_bounds": input_bounds}
         )
         self.engine = Engine(model, canonizers=self.composite.canonizers)
+        #: the head (softmax, or sigmoid for multilabel=True and 1-unit classifiers): the
+        #: selective variant explains a sigmoid label's log-odds, its logit.
+        self.head = head_for(self.engine.head_shape(), multilabel)
+        if self.head.sigmoid and not self.head.binary and selective_class == "label":
+            raise ValueError(
+                "selective_class='label' picks the true class, but a multi-label sample has "
+                "several; use 'argmin' (default) or 'argmax', or variant='original' for a map "
+                "per label."
+            )
         self.rules = self.composite.bind(self.engine, "fold", who="ISNetHeatmaps")
         #: the backward handlers of the ISNet's rules, per step.
         self.handlers = self.rules.handlers()

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_isnet import backend
-from keras_isnet.backend.host_checks import binary_problem, bounds_problem
+from keras_isnet.backend.host_checks import binary_problem, bounds_problem, finite_problem
 from keras_isnet.callbacks.p_schedule import PSchedule
+from keras_isnet.isnet.heads import SoftmaxHead, head_for, weighted_mean
 from keras_isnet.isnet.heatmaps import ISNetHeatmaps
-from keras_isnet.isnet.variants import get_variant, segmentation_labels, sparse_labels
+from keras_isnet.isnet.variants import get_variant
+from keras_isnet.layers.base import activation_name
 from keras_isnet.losses import (
     gwrp,
     isnet_heatmap_loss,
@@ -50,6 +53,9 @@ _BOUNDS_HINT = (
     "scaled to as input_bounds (e.g. (0, 255); per-channel arrays for normalised images), or "
     "input_bounds=None for the epsilon rule there."
 )
+
+#: what to do about NaN/inf images.
+_NAN_HINT = "A NaN image makes every weight NaN: clean or drop those samples."
 
 #: the key of the stochastic variant's random-generator state among the ISNet's saved variables.
 _SEED_STATE_KEY = "seed_generator_state"
@@ -108,6 +114,15 @@ class ISNet(keras.Model):
             masks are pooled to each layer's size. The input heatmap's loss and the hidden
             losses are combined per sample by a 1-D GWRP, largest first, with decay
             ``dLoss`` (default 0.8; 1 = plain mean). Selective and stochastic variants only.
+        multilabel: the K outputs are independent labels (default False): multi-hot labels
+            ``(batch, K)`` in {0, 1}, binary cross-entropy with logits per label (a final
+            sigmoid is stripped like a softmax), the metrics see ``sigmoid(logits)``. A
+            1-unit classifier is binary either way (labels ``(batch,)`` or ``(batch, 1)`` in
+            {0, 1}). The selective variant then explains the chosen label's logit (its
+            sigmoid's log-odds); ``"original"`` one map per label, as the reference code.
+        pos_weight: the weight of the positive term of the binary cross-entropy per label,
+            ``(K,)`` or a number, default None (1); as PyTorch's ``BCEWithLogitsLoss``, which
+            the reference code uses (``Cweight``). Sigmoid heads only.
         **loss_kwargs: options of :func:`keras_isnet.losses.isnet_heatmap_loss` (``d=0.9``,
             ``E=1``, ``A=1``, ``B=3``, ``C1=1``, ``C2=25``, ``foreground="L2"``,
             ``norm="absRoIMean"``).
@@ -116,7 +131,8 @@ class ISNet(keras.Model):
     ``(batch, H, W, 1)``, 1 = foreground, from a ``tf.data.Dataset``, a
     ``keras.utils.PyDataset`` or a generator; for NumPy arrays use
     :func:`keras_isnet.isnet_dataset` or ``fit(images, labels, sample_weight=masks)`` (the
-    third slot of a Keras batch carries the masks). Labels are integers or one-hot.
+    third slot of a Keras batch carries the masks). Labels are integers or one-hot (multi-hot
+    with ``multilabel=True``); labels that do not fit the head are refused before any step.
 
     BatchNormalization: each BN is folded into its neighbouring Dense/convolution layer for
     the heatmaps (method page, section 3). ``fit`` folds with the batch statistics (no
@@ -153,6 +169,8 @@ class ISNet(keras.Model):
         seed: int | None = None,
         deep_supervision: dict | None = None,
         dLoss: float = 0.8,
+        multilabel: bool = False,
+        pos_weight=None,
         **loss_kwargs,
     ):
         name = loss_kwargs.pop("name", None) or f"isnet_{model.name}"
@@ -174,12 +192,24 @@ class ISNet(keras.Model):
         self.loss_kwargs = {**LOSS_DEFAULTS, **loss_kwargs}
         self._check_P(P)
         validate_loss_options(**self.loss_kwargs)
+        self.multilabel = bool(multilabel)
         self.heatmaps = ISNetHeatmaps(
             model,
             epsilon=self.epsilon,
             input_bounds=self.input_bounds,
             selective_class=selective_class,
+            multilabel=self.multilabel,
         )
+        #: the classifier's head: its loss, label checks and metric probabilities.
+        self.head = head_for(self.heatmaps.engine.head_shape(), self.multilabel, pos_weight)
+        self.pos_weight = None if self.head.kind == "softmax" else self.head.pos_weight
+        if self.head.kind == "softmax" and _final_activation(model) == "sigmoid":
+            warnings.warn(
+                f"{model.name!r} ends with a sigmoid over {self.head.classes} outputs, but the "
+                "ISNet trains a softmax (one class per sample, sparse cross-entropy). For "
+                "independent labels pass multilabel=True (binary cross-entropy per label).",
+                stacklevel=2,
+            )
         self.deep_supervision = None
         self.dLoss = float(dLoss)
         self._hidden_keys = {}
@@ -285,17 +315,22 @@ class ISNet(keras.Model):
         whole before the first step, so a bad value anywhere is rejected before any state
         changes (a dataset's batches are checked one by one inside the step)."""
         images = args[0] if args else kwargs.get("x")
+        labels = args[1] if len(args) > 1 else kwargs.get("y")
         masks = args[2] if len(args) > 2 else kwargs.get("sample_weight")
+        if isinstance(labels, (np.ndarray, list)):
+            problem = self.head.labels_problem(labels)
+            if problem is not None:
+                raise ValueError(problem)
         if not isinstance(images, np.ndarray) or not isinstance(masks, np.ndarray):
             return
         problem = binary_problem(masks, "masks")
-        finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
-        if problem is None and not finite.all():
+        if problem is None and len(masks) != len(images):
             problem = (
-                f"ISNet: images hold NaN or inf in {int((~finite).sum())} sample(s) (first: "
-                f"sample {int(np.argmin(finite))}); a NaN image makes every weight NaN. Clean "
-                "or drop those samples."
+                f"ISNet: {len(images)} images but {len(masks)} masks (sample_weight); give one "
+                "mask (H, W) per image."
             )
+        if problem is None:
+            problem = finite_problem(images, "ISNet: images", _NAN_HINT)
         if problem is None and self.input_bounds is not None:
             problem = bounds_problem(images, *self.input_bounds, "ISNet: images", _BOUNDS_HINT)
         if problem is not None:
@@ -315,6 +350,11 @@ class ISNet(keras.Model):
 
     def _class_weight_array(self, class_weight):
         shape = self.classifier.output_shape
+        if self.head.kind == "sigmoid" and not self.head.binary:
+            raise ValueError(
+                "class_weight weights one class per sample; a multi-label ISNet has several "
+                "labels per sample: pass pos_weight= (one weight per label) to ki.ISNet instead."
+            )
         if not isinstance(class_weight, dict):
             raise TypeError(
                 f"class_weight must be a dict {{class index: weight}}, got "
@@ -325,12 +365,11 @@ class ISNet(keras.Model):
                 f"class_weight is for classifiers with (batch, classes) outputs; this model's "
                 f"output has shape {shape}. For segmentation, balance classes in the data."
             )
-        weights = np.ones(shape[-1], dtype="float32")
+        n = self.head.weight_classes
+        weights = np.ones(n, dtype="float32")
         for key, value in class_weight.items():
-            if not (isinstance(key, (int, np.integer)) and 0 <= key < shape[-1]):
-                raise ValueError(
-                    f"class_weight key {key!r} is not a class index in [0, {shape[-1]})."
-                )
+            if not (isinstance(key, (int, np.integer)) and 0 <= key < n):
+                raise ValueError(f"class_weight key {key!r} is not a class index in [0, {n}).")
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"class_weight[{key}] must be finite and >= 0, got {value!r}.")
             weights[key] = value
@@ -352,15 +391,18 @@ class ISNet(keras.Model):
         # their buffers); a step that raises leaves the model without values. Keep copies.
         saved = None
         if keras.backend.backend() == "jax":
-            saved = [ops.copy(v.value) for v in self.variables]
+            state = list(self.variables) + list(self.metrics_variables)
+            if self.optimizer is not None and self.optimizer.built:
+                state += list(self.optimizer.variables)
+            state = list({id(v): v for v in state}.values())
+            saved = [(v, ops.copy(v.value)) for v in state]
         try:
             with backend.value_errors():
                 yield
         except Exception:
             self.train_function = self.test_function = None
-            if saved is not None:
-                for v, value in zip(self.variables, saved, strict=True):
-                    v.assign(value)
+            for v, value in saved or ():
+                v.assign(value)
             raise
 
     # ------------------------------------------------------------------------ calls
@@ -384,12 +426,12 @@ class ISNet(keras.Model):
             hidden=self._hidden_keys or None,
         )
         logits, heatmaps = out[0], out[1]
-        ce = classification_loss(labels, logits, sample_weight=weights)
+        ce = self.head.loss(labels, logits, weights)
         if self.deep_supervision:
             heat = self._deep_supervision_loss(heatmaps, out[2], masks)
         else:
             heat = self._heatmap_loss(heatmaps, masks)
-        heat = _weighted_mean(heat, weights)
+        heat = weighted_mean(heat, weights)
         P = ops.cast(self._P_value, ce.dtype)
         total = ops.add(ops.multiply(1.0 - P, ce), ops.multiply(P, heat))
         return total, ce, heat, logits, heatmaps
@@ -440,6 +482,9 @@ class ISNet(keras.Model):
         with the default bounds would give meaningless heatmaps and a huge loss)."""
         masks, images = backend.assert_binary(masks, images)
         if self.input_bounds is None:
+            images, masks = backend.assert_finite(
+                images, masks, what="ISNet: images", hint=_NAN_HINT
+            )
             return masks, images
         low, high = self.input_bounds
         images, masks = backend.assert_within(
@@ -461,14 +506,17 @@ class ISNet(keras.Model):
         images, labels, masks = unpack_batch(data)
         self._require_masks(masks, "fit")
         masks = _masks_of_known_rank(masks, images)
-        masks, images = self._checked(masks, images)
         if labels is None:
             raise ValueError("ISNet.fit needs labels: give batches (images, labels, masks).")
+        masks, images = self._checked(masks, images)
+        labels, masks, images = self.head.checked_labels(labels, masks, images)
         variables = self.trainable_variables
 
         weights = None
         if self._class_weights is not None:
-            weights = ops.take(ops.convert_to_tensor(self._class_weights), sparse_labels(labels))
+            weights = ops.take(
+                ops.convert_to_tensor(self._class_weights), self.head.sample_classes(labels)
+            )
 
         def loss_fn():
             total, ce, heat, logits, heatmaps = self._isnet_losses(
@@ -481,9 +529,13 @@ class ISNet(keras.Model):
             scaled = self.optimizer.scale_loss(backend.scale_loss_for_distribution(total))
             return scaled, (total, ce, heat, logits, heatmaps)
 
-        (_, aux), grads = backend.value_and_gradients(loss_fn, variables)
+        # every state change of the step (BatchNorm statistics, random draws, the update)
+        # waits for the input checks that gate images, masks and labels
+        with backend.after([images, masks, labels]):
+            (_, aux), grads = backend.value_and_gradients(loss_fn, variables)
         total, ce, heat, logits, heatmaps = aux
-        self.optimizer.apply(grads, variables)
+        with backend.after(grads):  # a failed input check then stops the iteration count too
+            self.optimizer.apply(grads, variables)
         self._update_trackers(total, ce, heat, heatmaps, masks)
         return self._compiled_metrics(labels, logits)
 
@@ -495,7 +547,7 @@ class ISNet(keras.Model):
         images, labels, masks = unpack_batch(data)
         if masks is None:
             logits = self.heatmaps.logits(images, training=False)
-            ce = classification_loss(labels, logits)
+            ce = self.head.loss(labels, logits)
             self._trackers["loss"].update_state(ce)
             self._trackers["classification_loss"].update_state(ce)
             results = self._compiled_metrics(labels, logits)
@@ -535,7 +587,9 @@ class ISNet(keras.Model):
         masks = _masks_of_known_rank(masks, images)
         weights = None
         if self._class_weights is not None:
-            weights = ops.take(ops.convert_to_tensor(self._class_weights), sparse_labels(labels))
+            weights = ops.take(
+                ops.convert_to_tensor(self._class_weights), self.head.sample_classes(labels)
+            )
 
         def loss_fn(trainable_values, non_trainable_values):
             mapping = self._mapping(trainable=trainable_values, non_trainable=non_trainable_values)
@@ -572,7 +626,7 @@ class ISNet(keras.Model):
         with keras.StatelessScope(state_mapping=mapping):
             if masks is None:
                 logits = self.heatmaps.logits(images, training=False)
-                ce = classification_loss(labels, logits)
+                ce = self.head.loss(labels, logits)
                 total = heat = heatmaps = None
             else:
                 masks = _masks_of_known_rank(masks, images)
@@ -627,15 +681,20 @@ class ISNet(keras.Model):
         return checked
 
     def _host_checked(self, data):
-        images, _, masks = unpack_batch(data)
+        images, labels, masks = unpack_batch(data)
         if masks is not None:
             self._checked(masks, images)  # raises ValueError on concrete values
+        if labels is not None:
+            problem = self.head.labels_problem(np.asarray(labels))
+            if problem is not None:
+                raise ValueError(problem)
         return data
 
     def _compiled_metrics(self, labels, logits):
         if labels is not None and self._compile_metrics is not None:
-            probabilities = ops.softmax(ops.cast(logits, "float32"), axis=-1)
-            self._compile_metrics.update_state(_labels_for(labels, logits), probabilities)
+            self._compile_metrics.update_state(
+                self.head.metric_labels(labels, logits), self.head.probabilities(logits)
+            )
         return self.get_metrics_result()
 
     # ---------------------------------------------------------------- serialization
@@ -670,6 +729,8 @@ class ISNet(keras.Model):
             "seed": self.seed,
             "deep_supervision": self.deep_supervision,
             "dLoss": self.dLoss,
+            "multilabel": self.multilabel,
+            "pos_weight": None if self.pos_weight is None else self.pos_weight.tolist(),
             "name": self.name,
             **self.loss_kwargs,
         }
@@ -681,6 +742,15 @@ class ISNet(keras.Model):
         if isinstance(config.get("P"), dict):
             config["P"] = {int(k): v for k, v in config["P"].items()}
         return cls(model, **config)
+
+
+def _final_activation(model) -> str:
+    """The name of the activation that ends ``model``'s first output (``""`` if none)."""
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return ""
+    layer = outputs[0]._keras_history[0]
+    return activation_name(layer)
 
 
 def _masks_of_known_rank(masks, images):
@@ -705,19 +775,12 @@ def _masks_of_known_rank(masks, images):
     return ops.reshape(masks, (ops.shape(images)[0], height, width))
 
 
-def _labels_for(labels, logits):
-    """Sparse labels: ``(batch,)`` for classification logits ``(batch, K)``, per pixel
-    ``(batch, H, W)`` for segmentation logits ``(batch, H, W, K)``."""
-    if len(logits.shape) > 2:
-        return segmentation_labels(labels, logits)
-    return sparse_labels(labels)
-
-
 def classification_loss(labels, logits, sample_weight=None):
     """Mean sparse cross-entropy on logits, in float32 (float64 for float64 logits).
 
     The loss is never computed below float32 (float16/bfloat16 logits of a mixed-precision
-    policy are cast first), nor below the logits' precision.
+    policy are cast first), nor below the logits' precision. (The softmax head's loss; the
+    ISNet uses its :attr:`ISNet.head`, which is binary cross-entropy for sigmoid heads.)
 
     Args:
         labels: integer labels ``(batch,)`` or one-hot ``(batch, K)``; for dense outputs,
@@ -726,20 +789,8 @@ def classification_loss(labels, logits, sample_weight=None):
         sample_weight: optional ``(batch,)`` weights: ``mean(sample_weight * ce)`` (Keras'
             ``sum_over_batch_size``), default None (unweighted).
     """
-    logits = ops.cast(logits, loss_dtype(logits.dtype))
-    sparse = _labels_for(labels, logits)
-    ce = keras.losses.sparse_categorical_crossentropy(sparse, logits, from_logits=True)
-    return _weighted_mean(ce, sample_weight)
-
-
-def _weighted_mean(per_sample, weights=None):
-    """``mean(per_sample)``, or ``mean(weights * per_sample)`` with ``weights`` ``(batch,)``
-    broadcast over any further axes of ``per_sample``."""
-    if weights is None:
-        return ops.mean(per_sample)
-    weights = ops.cast(weights, per_sample.dtype)
-    weights = ops.reshape(weights, (-1,) + (1,) * (len(per_sample.shape) - 1))
-    return ops.mean(ops.multiply(per_sample, weights))
+    head = SoftmaxHead(logits.shape[-1], dense=len(logits.shape) > 2)
+    return head.loss(labels, logits, sample_weight)
 
 
 def _background_share(heatmaps, masks):

@@ -126,6 +126,8 @@ class Variant:
         """Per sample, the class its (single) map explains, ``(batch,)`` int32 (default: the
         ISNet's ``selective_class``: ``"argmin"``, ``"argmax"`` or ``"label"``)."""
         choice = heatmaps.selective_class
+        if logits.shape[-1] == 1:  # a binary (1-unit) head: its one logit
+            return ops.zeros(ops.shape(logits)[:1], "int32")
         if choice == "label":
             if labels is None:
                 raise ValueError("selective_class='label' needs the labels.")

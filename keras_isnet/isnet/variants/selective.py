@@ -5,7 +5,10 @@ The explained quantity goes through a virtual last layer (method page, section 4
 (sum_c'' e^{-z_cc''} - 1 + 1e-5)``, then LRP-epsilon through the virtual layer with weights
 ``w_c - w_c'``. The class c is the ISNet's ``selective_class`` (``"argmin"``: what the
 reference code does). Segmentation models explain, per sample, the most frequent class of
-its label map.
+its label map. A sigmoid head (multi-label, or a 1-unit binary head) explains the chosen
+label's log-odds ``log(p_c / (1 - p_c))``, which for a sigmoid is the logit ``z_c`` itself;
+the reference code has no multi-label selective path (its ``multiLabel`` flag only switches
+the loss to binary cross-entropy), and the softmax quantity would not be that label's output.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ class Selective(Variant):
 
     def classification(self, walks: Walks):
         classes = self.classes(walks.heatmaps, walks.logits, walks.labels)
+        if walks.heatmaps.head.sigmoid:
+            # a sigmoid label's log-odds log(p / (1 - p)) is its logit: explain the logit
+            return ops.stack([walks.class_walk(classes, keep_relevance=True)], axis=1)
         seeds = selective_seeds(walks, classes)
         return ops.stack([walks.walk(seeds, keep_relevance=True)], axis=1)
 

@@ -29,6 +29,8 @@ class Stochastic(Variant):
 
     def classes(self, heatmaps, logits, labels, seed=None):
         top = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        if logits.shape[-1] == 1:  # a binary (1-unit) head has one logit to explain
+            return top
         k = ops.shape(logits)[-1]
         n = ops.shape(top)[0]
         # per replica under a distribution strategy (replica_draw): the global batch's draws
