@@ -18,6 +18,7 @@ Usage:
     python benchmarks/analyze_speed.py                 # batch 4, 224x224, 5 repeats
     python benchmarks/analyze_speed.py --quick         # smoke run: 64x64, 2 repeats
     python benchmarks/analyze_speed.py --analyzers gradient lrp.epsilon
+    python benchmarks/analyze_speed.py --backend jax   # or KERAS_BACKEND=jax
 
 The last line of output is a JSON object with every number of the table.
 """
@@ -57,6 +58,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random batch")
     parser.add_argument("--quick", action="store_true", help="smoke run: --size 64 --repeats 2")
+    parser.add_argument(
+        "--backend",
+        choices=["tensorflow", "jax", "torch"],
+        help="Keras backend (default: KERAS_BACKEND, else tensorflow)",
+    )
     parser.add_argument(
         "--no-floors",
         action="store_true",
@@ -137,14 +143,27 @@ def reference_functions(model, tf, keras) -> dict:
     }
 
 
+def _framework_version(backend: str) -> str:
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    return __import__(module).__version__
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend  # Keras is imported below
 
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import keras_isnet as ki
+
+    tf = None
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+    elif not args.no_floors:
+        print("(the reference rows are TensorFlow programs: skipped on this backend)")
+        args.no_floors = True
 
     keras.utils.set_random_seed(args.seed)
     model = keras.applications.VGG16(
@@ -157,14 +176,15 @@ def main(argv=None) -> int:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "tensorflow": tf.__version__,
+        "backend": keras.backend.backend(),
+        "framework": _framework_version(keras.backend.backend()),
         "keras": keras.__version__,
         "keras_isnet": ki.__version__,
         "date": datetime.date.today().isoformat(),
     }
     print(
         f"Machine: {machine['cpu']}, {machine['cores']} cores | Python {machine['python']}, "
-        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}, "
+        f"{machine['backend']} {machine['framework']}, Keras {machine['keras']}, "
         f"keras-isnet {machine['keras_isnet']} | {machine['date']}"
     )
     print(

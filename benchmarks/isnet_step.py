@@ -2,6 +2,7 @@
 
 Run: python benchmarks/isnet_step.py [--model demo|vgg|resnet] [--batch N] [--size S]
      [--repeats R] [--variants selective stochastic original] [--quick]
+     [--backend tensorflow|jax|torch]
 
 For one model architecture and one batch, it builds the plain classifier (cross-entropy)
 and a selective, stochastic and original (10 classes) ISNet of the same architecture and
@@ -35,6 +36,19 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _backend_from_argv(argv) -> None:
+    """``--backend NAME`` sets KERAS_BACKEND before Keras is imported (default: the
+    environment's KERAS_BACKEND, else TensorFlow)."""
+    for i, arg in enumerate(argv):
+        if arg == "--backend" and i + 1 < len(argv):
+            os.environ["KERAS_BACKEND"] = argv[i + 1]
+        elif arg.startswith("--backend="):
+            os.environ["KERAS_BACKEND"] = arg.split("=", 1)[1]
+
+
+_backend_from_argv(__import__("sys").argv[1:])
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -103,6 +117,11 @@ def main(argv=None):
         default=["selective", "stochastic", "original", "gradient_x_input"],
     )
     p.add_argument("--quick", action="store_true", help="3 repeats, a smoke test")
+    p.add_argument(
+        "--backend",
+        choices=["tensorflow", "jax", "torch"],
+        help="Keras backend (default: KERAS_BACKEND, else tensorflow); read before Keras loads",
+    )
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     batch, size, channels = DEFAULTS[args.model]
@@ -140,7 +159,7 @@ def main(argv=None):
 
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"Keras {keras.__version__}; {time.strftime('%Y-%m-%d')}"
+        f"Keras {keras.__version__} on {keras.backend.backend()}; {time.strftime('%Y-%m-%d')}"
     )
     print(
         f"model: {args.model}, batch {batch} x {size}x{size}x{channels}, median of "
@@ -164,6 +183,7 @@ def main(argv=None):
         json.dumps(
             {
                 "model": args.model,
+                "backend": keras.backend.backend(),
                 "seconds": rows,
                 "ratios": ratios,
                 "batch": batch,
