@@ -48,7 +48,8 @@ class PositionEmbedding(keras.layers.Layer):
         return ops.add(x, ops.cast(self.embedding, x.dtype))
 
     def get_config(self):
-        return {**super().get_config(), "initializer": keras.initializers.serialize(self.initializer)}
+        initializer = keras.initializers.serialize(self.initializer)
+        return {**super().get_config(), "initializer": initializer}
 
 
 register_reverse_rule(PositionEmbedding, WeightlessLinearLayer(preserves_sign=False))
