@@ -55,10 +55,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--P", type=float, default=0.8, help="the ISNet's heatmap-loss weight")
+    parser.add_argument("--variant", default="stochastic")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="200 images, 1 epoch")
     args = parser.parse_args(argv)
     config = DemoConfig(
-        n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, batch_size=64, verbose=0
+        n_train=args.n_train,
+        n_test=args.n_test,
+        epochs=args.epochs,
+        batch_size=64,
+        verbose=args.verbose,
+        P=args.P,
+        variant=args.variant,
+        learning_rate=args.learning_rate,
     )
     if args.quick:
         config.n_train, config.n_test, config.epochs = 200, 100, 1
