@@ -40,12 +40,14 @@ def _refuse_rms_scaling(layer):
         )
 
 
-def layer_norm_relevance(layer, inputs, outputs, relevances):
+def layer_norm_relevance(layer, inputs, outputs, relevances, divide=safe_divide):
     """The LN rule for one call of a ``keras.layers.LayerNormalization`` (see the module).
 
     Args:
         layer: the layer; inputs, outputs, relevances: one-element lists of tensors of the
             same shape ``(batch, ...)``.
+        divide: ``R / z``; default: exact zeros guarded only (a composite with a z-rule
+            stabiliser, the ISNet's, passes its epsilon-stabilised division).
 
     Returns:
         ``[R_x]``, the relevance of the input, shaped like it.
@@ -61,7 +63,7 @@ def layer_norm_relevance(layer, inputs, outputs, relevances):
         shape = [x.shape[i] if i in axes else 1 for i in range(rank)]
         scale = ops.multiply(scale, ops.reshape(ops.cast(layer.gamma, x.dtype), shape))
     z = ops.multiply(ops.subtract(x, mean), scale)  # the output without beta
-    t = ops.multiply(safe_divide(R, z), scale)
+    t = ops.multiply(divide(R, z), scale)
     return [ops.multiply(x, ops.subtract(t, ops.mean(t, axis=axes, keepdims=True)))]
 
 
@@ -110,7 +112,12 @@ class LayerNormalizationReverse(CustomLayer):
 
     def lrp_handler(self, step, context):
         if getattr(context, "layer_norm", "ln_rule") != "attn_lrp":
-            return super().lrp_handler(step, context)
+            if getattr(context, "weightless_epsilon", None) is None:
+                return super().lrp_handler(step, context)
+            layer, divide = step.layer, context.weightless_divide  # the ISNet's stabiliser
+            return lambda record, Rs: layer_norm_relevance(
+                layer, record.inputs, record.outputs, Rs, divide
+            )
         layer = step.layer
         _refuse_rms_scaling(layer)
         return lambda record, Rs: [layer_norm_attn_lrp(layer, record.inputs[0], Rs[0])]
@@ -118,6 +125,9 @@ class LayerNormalizationReverse(CustomLayer):
     def conservation_info(self, step, context):
         if getattr(context, "layer_norm", "ln_rule") == "attn_lrp":
             return "LayerNorm (AttnLRP)", ["beta", "epsilon"]
+        epsilon = getattr(context, "weightless_epsilon", None)
+        if epsilon is not None:
+            return f"LN rule(e={epsilon:g})", ["beta where z = 0", "epsilon"]
         return super().conservation_info(step, context)
 
 
