@@ -60,3 +60,14 @@ def test_compare_explanations_rejects_bad_arguments():
     module = _load("compare_explanations")
     with pytest.raises(SystemExit):
         module.main(["--n", "0"])
+
+
+@pytest.mark.slow
+def test_vit_isnet_quick_run(capsys):
+    module = _load("vit_isnet")
+    results = module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| plain ViT |" in out and "| ViT ISNet |" in out
+    for name in ("plain ViT", "ViT ISNet"):
+        accuracy = results["models"][name]["accuracy"]
+        assert set(accuracy) == {"biased", "unbiased", "confounding"}
