@@ -238,3 +238,14 @@ def test_lambda_rule_by_name_and_by_function():
 def test_register_reverse_rule_refuses_a_layer_instance():
     with pytest.raises(TypeError, match="Pass the class"):
         ki.register_reverse_rule(keras.layers.Dense(2), "pass")
+
+
+def test_a_final_ops_softmax_is_stripped_like_the_softmax_layer():
+    keras.utils.set_random_seed(8)
+    x = keras.Input((4,))
+    dense = keras.layers.Dense(3, use_bias=False)
+    model = keras.Model(x, ops.softmax(dense(x), axis=-1))
+    data = _data((5, 4), 11)
+    heatmap = _heatmap("lrp.z", model, data)
+    logits = data @ dense.kernel.numpy()
+    np.testing.assert_allclose(heatmap.sum(axis=1), logits.max(axis=1), rtol=1e-5)
