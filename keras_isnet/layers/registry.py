@@ -69,7 +69,7 @@ def register_reverse_rule(
         label = f"Lambda function {getattr(layer_class, '__name__', layer_class)!r}"
     else:
         raise TypeError(
-            f"register_reverse_rule expects a layer or operation class, a Lambda layer's "
+            f"register_reverse_rule expects a layer class, an operation class, a Lambda layer's "
             f"name or a Lambda's function; got {layer_class!r} "
             f"({type(layer_class).__name__}). Pass the class, e.g. type(layer), or the "
             "Lambda's name."
