@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 from keras import ops, tree
+from keras.src.utils import naming
 
 from keras_isnet import backend
 from keras_isnet.graph import Step, walk
@@ -196,13 +197,34 @@ class Engine:
 
     def unsupported(self, step: Step, why: str = "", who: str = "") -> UnsupportedLayerError:
         """The error for a layer call that relevance cannot cross, saying how to fix it."""
-        name = type(step.layer).__name__
+        layer = step.layer
+        name = type(layer).__name__
+        who = who or "The analyzer"
+        why = f": {why}" if why else ""
+        examples = (
+            "e.g. rule='pass' for an element-wise map or 'routing' for one that only moves values"
+        )
+        if not isinstance(layer, keras.layers.Layer):  # a keras.ops node
+            module = type(layer).__module__
+            function = naming.to_snake_case(name)
+            return UnsupportedLayerError(
+                f"{who} cannot propagate relevance through operation {step.path!r} of class "
+                f"{module}.{name} (keras.ops.{function}){why}. Tell keras-isnet how relevance "
+                f"crosses it with: from {module} import {name}; "
+                f"keras_isnet.register_reverse_rule({name}, rule), {examples}."
+            )
+        if name == "Lambda":
+            return UnsupportedLayerError(
+                f"{who} cannot propagate relevance through Lambda layer {step.path!r}{why}: "
+                "its function is Python code keras-isnet cannot read. Tell keras-isnet how "
+                f"relevance crosses it with keras_isnet.register_reverse_rule({layer.name!r}, "
+                "rule) (by the layer's name) or register_reverse_rule(function, rule) (every "
+                f"Lambda of that function), {examples}."
+            )
         return UnsupportedLayerError(
-            f"{who or 'The analyzer'} cannot propagate relevance through layer {step.path!r} "
-            f"of class {name}{': ' + why if why else ''}. Tell keras-isnet how relevance "
-            f"crosses it with keras_isnet.register_reverse_rule({name}, rule), e.g. "
-            "rule='pass' for an element-wise layer or 'routing' for a layer that only moves "
-            "values."
+            f"{who} cannot propagate relevance through layer {step.path!r} "
+            f"of class {name}{why}. Tell keras-isnet how relevance "
+            f"crosses it with keras_isnet.register_reverse_rule({name}, rule), {examples}."
         )
 
     # ------------------------------------------------------------------------- shapes

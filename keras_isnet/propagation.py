@@ -206,7 +206,7 @@ def _forward_kernel(
 
 def _forward_generic(step, keys, tensors, training, compute_dtype=None):
     layer = step.layer
-    direct = compute_dtype is not None and not layer.weights
+    direct = compute_dtype is not None and not getattr(layer, "weights", ())
 
     def run(*ts):
         args, kwargs = step.call_arguments(dict(zip(keys, ts, strict=True)))

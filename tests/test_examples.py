@@ -89,3 +89,14 @@ def test_multilabel_isnet_marks_follow_the_labels():
             want = np.zeros(len(y), bool) if expected is None else (y[:, j] == expected)
             np.testing.assert_array_equal(lit, want)
         assert np.all(x[..., 0][m > 0] <= sets["unbiased"][0][..., 0][m > 0] + 1e-7)
+
+
+@pytest.mark.slow
+def test_vit_isnet_quick_run(capsys):
+    module = _load("vit_isnet")
+    results = module.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "| plain ViT |" in out and "| ViT ISNet |" in out
+    for name in ("plain ViT", "ViT ISNet"):
+        accuracy = results["models"][name]["accuracy"]
+        assert set(accuracy) == {"biased", "unbiased", "confounding"}

@@ -12,7 +12,12 @@ Example:
 
 import warnings
 
-from keras_isnet.composites import innvestigate, isnet, zennit  # noqa: F401  (registrations)
+from keras_isnet.composites import (  # noqa: F401  (registrations)
+    innvestigate,
+    isnet,
+    transformers,
+    zennit,
+)
 from keras_isnet.composites.composite import BoundComposite, Composite, condition, rule_map
 from keras_isnet.composites.registry import (
     COMPOSITES,

@@ -92,6 +92,16 @@ class Composite:
             description (pass, route, z-rule); ``"gradient"``: they propagate along the
             gradient (Deep Taylor).
         head: ``None`` or ``"relu"``: the explained value is ``relu(output)`` (Deep Taylor).
+        products: products of signals (``x * y``, ``ops.matmul``, ``ops.einsum``, the two
+            products inside ``MultiHeadAttention``): ``"uniform"`` (default; AttnLRP's uniform
+            rule, every factor an equal share) or ``"constant_softmax"`` (CP-LRP: a factor
+            computed by a softmax, the attention weights, is a constant and gets none).
+        softmax: ``"pass"`` (default: relevance passes, an element-wise map) or ``"taylor"``
+            (AttnLRP: ``R_x = x * (R - s sum(R))``).
+        layer_norm: ``"ln_rule"`` (default: Ali et al.'s LN rule, the standard deviation
+            constant, beta not in the denominator) or ``"attn_lrp"`` (AttnLRP / lxt: the
+            standard deviation constant, ``R_x = x * J^T (R / (y + eps))`` with the whole
+            output ``y``, beta included).
     """
 
     rules: tuple = ()
@@ -103,8 +113,18 @@ class Composite:
     canonizers: tuple = field(default_factory=lambda: (BatchNormFold(),))
     elsewhere: str = "lrp"
     head: str | None = None
+    products: str = "uniform"
+    softmax: str = "pass"
+    layer_norm: str = "ln_rule"
 
     def __post_init__(self):
+        for name, allowed in (
+            ("products", ("uniform", "constant_softmax")),
+            ("softmax", ("pass", "taylor")),
+            ("layer_norm", ("ln_rule", "attn_lrp")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         if self.elsewhere not in ("lrp", "gradient"):
             raise ValueError(f"elsewhere must be 'lrp' or 'gradient', got {self.elsewhere!r}.")
         if self.head not in (None, "relu"):
@@ -151,6 +171,9 @@ class BoundComposite:
         self.bn_rule = bn_rule
         self.who = who
         self.weightless_epsilon = composite.weightless_epsilon
+        self.products = composite.products
+        self.softmax = composite.softmax
+        self.layer_norm = composite.layer_norm
         plans = [plan for plan in engine.canonizer_plans if isinstance(plan, FoldPlan)]
         #: the BatchNorm fold plan (None without folding).
         self.fold_plan = plans[0] if plans else None
@@ -190,16 +213,23 @@ class BoundComposite:
             number = self._kernel_numbers.get(step.index)
             if number is not None and number <= until_idx:
                 return until_rule
+        return self.rule_for_layer(step.layer, spec.category, step.path)
+
+    def rule_for_layer(self, layer, category: str, path: str = "") -> Rule:
+        """The rule-map (or default) rule of a kernel layer of ``category``: for the steps of
+        the walk (:meth:`rule_for`) and for the sublayers of a layer whose description runs
+        them itself (the projections inside ``MultiHeadAttention``)."""
+        composite = self.composite
         for matches, rule in composite.rules:
-            if matches(step.layer, spec.category):
+            if matches(layer, category):
                 return rule
         if composite.default is not None:
             return composite.default
-        if spec.category == "affine":
+        if category == "affine":
             return EpsilonRule()
         raise ValueError(
-            f"No LRP rule applies to layer {step.path!r} ({type(step.layer).__name__}, "
-            f"category {spec.category!r}); add a condition for it to the rule map."
+            f"No LRP rule applies to layer {path or layer.name!r} ({type(layer).__name__}, "
+            f"category {category!r}); add a condition for it to the rule map."
         )
 
     def weightless_rule(self, step) -> Rule | None:

@@ -6,6 +6,7 @@ Importing this package registers every built-in description; custom layers are a
 
 from keras_isnet.layers import (  # noqa: F401  (imported for their registrations)
     activation,
+    attention,
     augmentation,
     convolution,
     dense,
@@ -13,6 +14,7 @@ from keras_isnet.layers import (  # noqa: F401  (imported for their registration
     layer_normalization,
     merging,
     normalization,
+    operations,
     pooling,
     preprocessing,
     regularization,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 
 from keras_isnet.layers.base import NONNEGATIVE_ACTIVATIONS, ElementwiseLayer
+from keras_isnet.layers.products import SoftmaxReverse
 from keras_isnet.layers.registry import register_reverse_rule
 
 
@@ -42,6 +43,6 @@ register_reverse_rule(
     keras.layers.Activation,
     ElementwiseLayer(relu=_activation_is_relu, nonnegative=_activation_is_nonnegative),
 )
-register_reverse_rule(keras.layers.Softmax, ElementwiseLayer(nonnegative=True))
+register_reverse_rule(keras.layers.Softmax, SoftmaxReverse())
 for _cls in (keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU):
     register_reverse_rule(_cls, ElementwiseLayer())
