@@ -92,6 +92,9 @@ class Composite:
             description (pass, route, z-rule); ``"gradient"``: they propagate along the
             gradient (Deep Taylor).
         head: ``None`` or ``"relu"``: the explained value is ``relu(output)`` (Deep Taylor).
+        max_pooling: the rule of max-pooling layers (a rule with ``reverse_routing``, such as
+            :class:`~keras_isnet.rules.MaxPoolEpsilonRule`), or None (default): winner takes
+            all along the gradient.
     """
 
     rules: tuple = ()
@@ -103,6 +106,7 @@ class Composite:
     canonizers: tuple = field(default_factory=lambda: (BatchNormFold(),))
     elsewhere: str = "lrp"
     head: str | None = None
+    max_pooling: Rule | None = None
 
     def __post_init__(self):
         if self.elsewhere not in ("lrp", "gradient"):
@@ -174,6 +178,12 @@ class BoundComposite:
                 after_kernel[k] = upstream or is_kernel
         return numbers, first
 
+    @property
+    def first_kernels(self) -> frozenset:
+        """Indices of the first kernel steps (no kernel layer between them and the input):
+        where ``first_layer`` applies."""
+        return frozenset(self._first_kernels)
+
     # ------------------------------------------------------------------------ rules
     def rule_for(self, step) -> Rule:
         """The rule used at kernel step ``step``."""
@@ -208,6 +218,10 @@ class BoundComposite:
             if rule.applies_to_weightless and matches(step.layer, "weightless"):
                 return rule
         return None
+
+    def max_pooling_rule(self, step) -> Rule | None:
+        """The composite's rule for max-pooling step ``step``, or None (winner takes all)."""
+        return self.composite.max_pooling
 
     def weightless_divide(self, R, z):
         """``R / z`` for the z-rule at weightless layers, stabilised as the composite says."""
