@@ -214,7 +214,14 @@ class KernelFold:
                 h, statistics["after"] = _batch_norm_train(self.after.layer, h, unbiased_variance)
         statistics = {k: v for k, v in statistics.items() if v is not None}
         folded = self.weights(spec, x, statistics)
-        return KernelOverride(folded.spec, folded.kernel, folded.bias, z_model=h, linear=linear)
+        return KernelOverride(
+            folded.spec,
+            folded.kernel,
+            folded.bias,
+            z_model=h,
+            linear=linear,
+            lrp_bias=folded.lrp_bias,
+        )
 
 
 def _uses_batch_statistics(bn) -> bool:
@@ -253,7 +260,7 @@ def _batch_norm_train(bn, h, unbiased_variance: bool = False):
         variance = ops.cast(bn.moving_variance, dtype)
         statistics = None
     else:
-        mean, variance = bn._moments(h, None)
+        mean, variance = batch_moments(bn, h)
         bn.moving_mean.assign(
             ops.add(
                 ops.multiply(bn.moving_mean, bn.momentum),
@@ -294,13 +301,30 @@ def _unbiased_factor(bn, h) -> float:
     return n / (n - 1) if n > 1 else 1.0
 
 
+def batch_moments(bn, h):
+    """The batch mean and (biased) variance of ``h`` over all axes but ``bn``'s axis.
+
+    Computed here rather than by ``keras.ops.moments``: TensorFlow's ``tf.nn.moments`` stops
+    the gradient of the mean inside the variance, which leaves first derivatives right but
+    makes second derivatives wrong (the ISNet differentiates heatmaps that contain BN
+    gradients, as LRP-Flex does in training mode).
+    """
+    axis = bn.axis % len(h.shape)
+    axes = tuple(i for i in range(len(h.shape)) if i != axis)
+    mean = ops.mean(h, axis=axes)
+    shape = [1] * len(h.shape)
+    shape[axis] = -1
+    variance = ops.mean(ops.square(ops.subtract(h, ops.reshape(mean, shape))), axis=axes)
+    return mean, variance
+
+
 def batch_norm_training(bn, h):
     """``bn(h, training=True)`` as a function of ``h`` (the gradient runs through the batch
     statistics), without updating the moving statistics."""
     dtype = h.dtype
     gamma = ops.cast(bn.gamma, dtype) if bn.scale else None
     beta = ops.cast(bn.beta, dtype) if bn.center else None
-    mean, variance = bn._moments(h, None)
+    mean, variance = batch_moments(bn, h)
     return ops.batch_normalization(
         h, mean, variance, axis=bn.axis, offset=beta, scale=gamma, epsilon=bn.epsilon
     )
@@ -309,7 +333,7 @@ def batch_norm_training(bn, h):
 def update_moving_statistics(bn, h) -> None:
     """Update ``bn``'s moving statistics with the batch statistics of ``h`` (as Keras'
     ``BatchNormalization`` in training mode)."""
-    mean, variance = bn._moments(ops.stop_gradient(h), None)
+    mean, variance = batch_moments(bn, ops.stop_gradient(h))
     for var, value in ((bn.moving_mean, mean), (bn.moving_variance, variance)):
         var.assign(
             ops.add(
