@@ -285,20 +285,12 @@ def _batch_norm_train(bn, h, unbiased_variance: bool = False):
     return out, statistics
 
 
-def _unbiased_factor(bn, h) -> float:
+def _unbiased_factor(bn, h):
     """``N / (N - 1)`` with ``N`` the values per channel that ``bn``'s batch statistics of
-    ``h`` average over (all axes but the BN axis; the batch size must be static)."""
+    ``h`` average over (all axes but the BN axis), as a tensor of ``h``'s dtype."""
     axis = bn.axis % len(h.shape)
-    n = 1
-    for i, size in enumerate(h.shape):
-        if i != axis:
-            if size is None:
-                raise ValueError(
-                    "The unbiased batch variance of the official ISNet's BatchNorm fold needs "
-                    f"a static batch shape; got {tuple(h.shape)}."
-                )
-            n *= int(size)
-    return n / (n - 1) if n > 1 else 1.0
+    n = ops.cast(ops.divide(ops.size(h), ops.shape(h)[axis]), h.dtype)
+    return ops.divide(n, ops.maximum(ops.subtract(n, 1.0), 1.0))
 
 
 def batch_moments(bn, h):
@@ -311,10 +303,13 @@ def batch_moments(bn, h):
     """
     axis = bn.axis % len(h.shape)
     axes = tuple(i for i in range(len(h.shape)) if i != axis)
-    mean = ops.mean(h, axis=axes)
+    # sums over a count, not ops.mean: Keras' JAX mean of float64 loses precision (~1e-8)
+    count = ops.cast(ops.divide(ops.size(h), ops.shape(h)[axis]), h.dtype)
+    mean = ops.divide(ops.sum(h, axis=axes), count)
     shape = [1] * len(h.shape)
     shape[axis] = -1
-    variance = ops.mean(ops.square(ops.subtract(h, ops.reshape(mean, shape))), axis=axes)
+    centred = ops.subtract(h, ops.reshape(mean, shape))
+    variance = ops.divide(ops.sum(ops.square(centred), axis=axes), count)
     return mean, variance
 
 
