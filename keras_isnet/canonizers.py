@@ -133,7 +133,9 @@ class KernelFold:
         rank_in = len(x.shape)
         lrp_bias = None
         if self.before is not None:
-            s, t = (cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer))[:2])
+            s, t = (
+                cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer))[:2]
+            )
             constant = ops.multiply(
                 ops.ones_like(x[:1]), _along(t, spec.channel_axis(layer, rank_in), rank_in)
             )

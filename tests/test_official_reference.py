@@ -37,7 +37,13 @@ from keras_isnet import backend
 from keras_isnet.isnet.model import classification_loss
 
 #: (network, bn_training) of the stored files.
-NETWORKS = [("cnn", False), ("cnn_bn", False), ("cnn_bn", True), ("resnet", False), ("resnet", True)]
+NETWORKS = [
+    ("cnn", False),
+    ("cnn_bn", False),
+    ("cnn_bn", True),
+    ("resnet", False),
+    ("resnet", True),
+]
 TOLERANCE = {
     "float64": {"maps": 1e-5, "loss": 1e-5, "grad": 1e-5},
     "float32": {"maps": 1e-4, "loss": 1e-4, "grad": 1e-2},
@@ -150,7 +156,7 @@ def test_matches_official_code(network, bn_training, case, dtype):
     tol = TOLERANCE[dtype]
     assert rel_err(got["heatmaps"], expected["heatmaps"]) <= tol["maps"]
     for key in ("heatmap_loss", "total_loss"):
-        assert got[key] == pytest.approx(float(expected[key]), rel=tol["loss"])
+        assert got[key] == pytest.approx(float(expected[key]), rel=float(tol["loss"]))
     for tag in ("grad_total", "grad_heatmap"):
         ref = expected[tag]
         top = max(float(np.max(np.abs(v))) for v in ref.values())
@@ -166,7 +172,9 @@ def test_forced_classes_leave_the_random_state_alone():
     seed = keras.random.SeedGenerator(3)
     before = ki.arrays.to_numpy(seed.state)
     forced = expected["classes"].astype("int32")
-    _, maps = heatmaps.logits_and_heatmaps(x, labels, variant="stochastic", seed=seed, classes=forced)
+    _, maps = heatmaps.logits_and_heatmaps(
+        x, labels, variant="stochastic", seed=seed, classes=forced
+    )
     np.testing.assert_array_equal(ki.arrays.to_numpy(seed.state), before)
     assert tuple(maps.shape) == (8, 1, 16, 16, 1)
 

@@ -87,7 +87,10 @@ def test_max_pool_epsilon_rule_keeps_a_k_over_a_k_plus_eps():
     R_windows = share * windows * (R_pool / stab(a))[..., None]
     expected = R_windows.reshape(3, 2, 2, 2, 2).transpose(0, 1, 3, 2, 4).reshape(3, 4, 4, 1)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
-    assert (rule.label, rule.absorption()) == ("MaxPoolEpsilon(e=0.01)", ["epsilon", "max-pool ties"])
+    assert (rule.label, rule.absorption()) == (
+        "MaxPoolEpsilon(e=0.01)",
+        ["epsilon", "max-pool ties"],
+    )
     assert analyzer.conservation_info(analyzer.engine.steps[0])[0] == "MaxPoolEpsilon(e=0.01)"
     with pytest.raises(TypeError, match="max-pooling layers only"):
         ki.create_analyzer("lrp", model, rule="MaxPoolEpsilon").analyze(x)
@@ -116,7 +119,9 @@ def test_flex_original_is_the_modified_gradient():
     for c in range(3):
         onehot = np.zeros((6, 3), "float32")
         onehot[:, c] = 1
-        np.testing.assert_allclose(maps[:, c], _flex_closed_form(model, x, onehot), rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            maps[:, c], _flex_closed_form(model, x, onehot), rtol=2e-5, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("eps_s", [1e-2, 1e-7])

@@ -200,8 +200,11 @@ class FlexLRP(LRPMode):
                     "after BatchNormalization) right after the first layer, or pass "
                     "input_bounds=None (no z^B rule)."
                 )
-        missing = [i for i in self.first if i not in seen and activation_name(
-            engine.steps[i].layer) != "relu"]
+        missing = [
+            i
+            for i in self.first
+            if i not in seen and activation_name(engine.steps[i].layer) != "relu"
+        ]
         if missing:
             raise ValueError(
                 f"lrp='flex': the first layer {engine.steps[missing[0]].path!r} is not followed "
