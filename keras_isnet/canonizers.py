@@ -114,8 +114,10 @@ class KernelFold:
 
         ``call_spec`` is ``spec``, or a wrapper adding a full-shaped bias when a BN before
         the layer gave a position-dependent bias. ``statistics`` optionally maps
-        ``"before"``/``"after"`` to the ``(scale, shift)`` of that BN (default: its moving
-        statistics, as at inference).
+        ``"before"``/``"after"`` to the ``(scale, shift, constant shift)`` of that BN
+        (default: its moving statistics, as at inference). For a BN after the layer the
+        override's ``lrp_bias`` is the folded bias with gamma's gradient only,
+        ``gamma (sg(b) - sg(mean)) / sg(std) + sg(beta)`` (the official ISNet's ``FuseBN``).
         """
         layer = self.step.layer
         dtype = x.dtype
@@ -129,8 +131,11 @@ class KernelFold:
         call_spec = spec
         bn_spec = BatchNormalizationReverse()
         rank_in = len(x.shape)
+        lrp_bias = None
         if self.before is not None:
-            s, t = (cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer)))
+            s, t = (
+                cast(v) for v in statistics.get("before", bn_spec.weights(self.before.layer))[:2]
+            )
             constant = ops.multiply(
                 ops.ones_like(x[:1]), _along(t, spec.channel_axis(layer, rank_in), rank_in)
             )
@@ -139,7 +144,16 @@ class KernelFold:
             kernel = spec.scale_inputs(layer, kernel, s)
             call_spec = FullBiasSpec(spec)
         if self.after is not None:
-            s, t = (cast(v) for v in statistics.get("after", bn_spec.weights(self.after.layer)))
+            bn = self.after.layer
+            if "after" in statistics:
+                s, t, t_const = (cast(v) for v in statistics["after"])
+            else:
+                mean, variance = (cast(v) for v in (bn.moving_mean, bn.moving_variance))
+                s, t, t_const = _scale_shift(bn, mean, variance, dtype)
+            if self.before is None:  # the official FuseBN's bias: gamma's gradient only
+                lrp_bias = t_const
+                if bias is not None:
+                    lrp_bias = ops.add(ops.multiply(ops.stop_gradient(bias), s), t_const)
             kernel = spec.scale_outputs(layer, kernel, s)
             if self.before is not None:  # full-shaped bias: scale along the channel axis
                 rank_out = len(bias.shape)
@@ -149,14 +163,16 @@ class KernelFold:
                 )
             else:
                 bias = t if bias is None else ops.add(ops.multiply(bias, s), t)
-        return KernelOverride(call_spec, kernel, bias)
+        return KernelOverride(call_spec, kernel, bias, lrp_bias=lrp_bias)
 
-    def training_weights(self, spec, x) -> KernelOverride:
+    def training_weights(self, spec, x, unbiased_variance: bool = False) -> KernelOverride:
         """The fold with the batch statistics of training mode (the ISNet's training step).
 
         Each BN that Keras would run with batch statistics (``trainable`` layers) is folded
         with the mean and variance of its input in this batch (over all axes but the BN
-        axis), under ``stop_gradient``; gamma keeps its gradient. Its moving statistics are
+        axis), under ``stop_gradient``; gamma keeps its gradient. With ``unbiased_variance``
+        the fold uses the unbiased variance (``N - 1``, the official ISNet's ``torch.var``;
+        the forward output normalises with the biased one, as Keras). Its moving statistics are
         updated as Keras' ``BatchNormalization`` does in training
         (``moving = moving * momentum + batch * (1 - momentum)``).
 
@@ -183,24 +199,31 @@ class KernelFold:
         statistics = {}
         h = x
         if self.before is not None:
-            h, statistics["before"] = _batch_norm_train(self.before.layer, h)
+            h, statistics["before"] = _batch_norm_train(self.before.layer, h, unbiased_variance)
         linear = None
         if self.before is None and self.after is not None:
             z_linear, pull = vjp(lambda v: spec.linear(layer, v, kernel), [x])
             h, statistics["after"] = _batch_norm_train(
-                self.after.layer, spec.add_bias(layer, z_linear, bias)
+                self.after.layer, spec.add_bias(layer, z_linear, bias), unbiased_variance
             )
-            s, _ = statistics["after"] or BatchNormalizationReverse().weights(self.after.layer)
+            s = (statistics["after"] or BatchNormalizationReverse().weights(self.after.layer))[0]
             rank = len(z_linear.shape)
             s = _along(cast(s), spec.channel_axis(layer, rank), rank)
             linear = (ops.multiply(z_linear, s), lambda c: pull(ops.multiply(c, s)))
         else:
             h = spec.add_bias(layer, spec.linear(layer, h, kernel), bias)
             if self.after is not None:
-                h, statistics["after"] = _batch_norm_train(self.after.layer, h)
+                h, statistics["after"] = _batch_norm_train(self.after.layer, h, unbiased_variance)
         statistics = {k: v for k, v in statistics.items() if v is not None}
         folded = self.weights(spec, x, statistics)
-        return KernelOverride(folded.spec, folded.kernel, folded.bias, z_model=h, linear=linear)
+        return KernelOverride(
+            folded.spec,
+            folded.kernel,
+            folded.bias,
+            z_model=h,
+            linear=linear,
+            lrp_bias=folded.lrp_bias,
+        )
 
 
 def _uses_batch_statistics(bn) -> bool:
@@ -209,22 +232,27 @@ def _uses_batch_statistics(bn) -> bool:
 
 
 def _scale_shift(bn, mean, variance, dtype):
-    """``(s, t)`` of ``y = s x + t`` for ``bn`` with the statistics ``mean``, ``variance``."""
+    """``(s, t, t_const)`` of ``y = s x + t`` for ``bn`` with the statistics ``mean``,
+    ``variance``; ``t_const`` is ``t`` with gamma's gradient only (``sg(beta) - sg(mean) s``)."""
     scale = ops.rsqrt(ops.add(variance, bn.epsilon))
     if bn.scale:
         scale = ops.multiply(scale, ops.cast(bn.gamma, dtype))
     shift = ops.negative(ops.multiply(mean, scale))
+    const = ops.negative(ops.multiply(ops.stop_gradient(mean), scale))
     if bn.center:
-        shift = ops.add(shift, ops.cast(bn.beta, dtype))
-    return scale, shift
+        beta = ops.cast(bn.beta, dtype)
+        shift = ops.add(shift, beta)
+        const = ops.add(const, ops.stop_gradient(beta))
+    return scale, shift, const
 
 
-def _batch_norm_train(bn, h):
-    """``bn(h, training=True)`` computed here, and the ``(s, t)`` of its fold.
+def _batch_norm_train(bn, h, unbiased_variance: bool = False):
+    """``bn(h, training=True)`` computed here, and the ``(s, t, t_const)`` of its fold.
 
-    Returns ``(output, (s, t))`` with the batch statistics under ``stop_gradient`` in
-    ``(s, t)`` and the moving statistics updated; ``(output, None)`` for a BN that uses its
-    moving statistics in training mode (``trainable=False``).
+    Returns ``(output, (s, t, t_const))`` with the batch statistics under ``stop_gradient``
+    in the fold (the variance unbiased with ``unbiased_variance``) and the moving statistics
+    updated; ``(output, None)`` for a BN that uses its moving statistics in training mode
+    (``trainable=False``).
     """
     dtype = h.dtype
     gamma = ops.cast(bn.gamma, dtype) if bn.scale else None
@@ -234,7 +262,7 @@ def _batch_norm_train(bn, h):
         variance = ops.cast(bn.moving_variance, dtype)
         statistics = None
     else:
-        mean, variance = bn._moments(h, None)
+        mean, variance = batch_moments(bn, h)
         bn.moving_mean.assign(
             ops.add(
                 ops.multiply(bn.moving_mean, bn.momentum),
@@ -247,11 +275,69 @@ def _batch_norm_train(bn, h):
                 ops.multiply(ops.cast(variance, bn.moving_variance.dtype), 1.0 - bn.momentum),
             )
         )
-        statistics = _scale_shift(bn, ops.stop_gradient(mean), ops.stop_gradient(variance), dtype)
+        fold_variance = variance
+        if unbiased_variance:
+            fold_variance = ops.multiply(variance, _unbiased_factor(bn, h))
+        statistics = _scale_shift(
+            bn, ops.stop_gradient(mean), ops.stop_gradient(fold_variance), dtype
+        )
     out = ops.batch_normalization(
         h, mean, variance, axis=bn.axis, offset=beta, scale=gamma, epsilon=bn.epsilon
     )
     return out, statistics
+
+
+def _unbiased_factor(bn, h):
+    """``N / (N - 1)`` with ``N`` the values per channel that ``bn``'s batch statistics of
+    ``h`` average over (all axes but the BN axis), as a tensor of ``h``'s dtype."""
+    axis = bn.axis % len(h.shape)
+    n = ops.cast(ops.divide(ops.size(h), ops.shape(h)[axis]), h.dtype)
+    return ops.divide(n, ops.maximum(ops.subtract(n, 1.0), 1.0))
+
+
+def batch_moments(bn, h):
+    """The batch mean and (biased) variance of ``h`` over all axes but ``bn``'s axis.
+
+    Computed here rather than by ``keras.ops.moments``: TensorFlow's ``tf.nn.moments`` stops
+    the gradient of the mean inside the variance, which leaves first derivatives right but
+    makes second derivatives wrong (the ISNet differentiates heatmaps that contain BN
+    gradients, as LRP-Flex does in training mode).
+    """
+    axis = bn.axis % len(h.shape)
+    axes = tuple(i for i in range(len(h.shape)) if i != axis)
+    # sums over a count, not ops.mean: Keras' JAX mean of float64 loses precision (~1e-8)
+    count = ops.cast(ops.divide(ops.size(h), ops.shape(h)[axis]), h.dtype)
+    mean = ops.divide(ops.sum(h, axis=axes), count)
+    shape = [1] * len(h.shape)
+    shape[axis] = -1
+    centred = ops.subtract(h, ops.reshape(mean, shape))
+    variance = ops.divide(ops.sum(ops.square(centred), axis=axes), count)
+    return mean, variance
+
+
+def batch_norm_training(bn, h):
+    """``bn(h, training=True)`` as a function of ``h`` (the gradient runs through the batch
+    statistics), without updating the moving statistics."""
+    dtype = h.dtype
+    gamma = ops.cast(bn.gamma, dtype) if bn.scale else None
+    beta = ops.cast(bn.beta, dtype) if bn.center else None
+    mean, variance = batch_moments(bn, h)
+    return ops.batch_normalization(
+        h, mean, variance, axis=bn.axis, offset=beta, scale=gamma, epsilon=bn.epsilon
+    )
+
+
+def update_moving_statistics(bn, h) -> None:
+    """Update ``bn``'s moving statistics with the batch statistics of ``h`` (as Keras'
+    ``BatchNormalization`` in training mode)."""
+    mean, variance = batch_moments(bn, ops.stop_gradient(h))
+    for var, value in ((bn.moving_mean, mean), (bn.moving_variance, variance)):
+        var.assign(
+            ops.add(
+                ops.multiply(var, bn.momentum),
+                ops.multiply(ops.cast(value, var.dtype), 1.0 - bn.momentum),
+            )
+        )
 
 
 @dataclass
@@ -278,10 +364,17 @@ class FoldPlan:
         fold = self.folds.get(step.index)
         return None if fold is None else fold.weights
 
-    def training(self) -> TrainingFoldPlan:
+    def training(self, unbiased_variance: bool = False) -> TrainingFoldPlan:
         """This plan with the batch statistics of training mode (see
         :meth:`KernelFold.training_weights`); the ISNet's training step uses it."""
-        return TrainingFoldPlan(self)
+        return TrainingFoldPlan(self, unbiased_variance)
+
+    def restricted(self, kernel_indices) -> FoldPlan:
+        """The plan with only the folds into the kernel steps ``kernel_indices`` (the other
+        BatchNormalization steps run as layers)."""
+        folds = {i: f for i, f in self.folds.items() if i in set(kernel_indices)}
+        identity = {bn.index for f in folds.values() for bn in (f.before, f.after) if bn}
+        return FoldPlan(folds, frozenset(identity), dict(self.fallbacks))
 
     def folded_into(self, bn_index: int):
         """``(kernel step, "before" | "after")`` for a folded BN step, else None."""
@@ -309,13 +402,17 @@ class TrainingFoldPlan:
     BN layers' moving statistics, once per forward replay.
     """
 
-    def __init__(self, plan: FoldPlan):
+    def __init__(self, plan: FoldPlan, unbiased_variance: bool = False):
         self.plan = plan
         self.identity_steps = plan.identity_steps
+        self.unbiased_variance = unbiased_variance
 
     def kernel_override(self, step):
         fold = self.plan.folds.get(step.index)
-        return None if fold is None else fold.training_weights
+        if fold is None:
+            return None
+        unbiased = self.unbiased_variance
+        return lambda spec, x: fold.training_weights(spec, x, unbiased)
 
 
 class FullBiasSpec(KernelLayer):

@@ -60,6 +60,8 @@ class KernelOverride:
             training-mode BatchNorm folds, whose gradient must be plain Keras training's).
         linear: optionally, ``(z_nobias, pullback)`` of the override's linear part, computed
             from the model's own call (saves a second convolution in a training step).
+        lrp_bias: optionally, the bias as the detached-bias rules see it
+            (:attr:`keras_isnet.rules.KernelCall.detached_bias`).
     """
 
     spec: object
@@ -67,6 +69,7 @@ class KernelOverride:
     bias: object = None
     z_model: object = None
     linear: tuple | None = None
+    lrp_bias: object = None
 
 
 def _unique(keys):
@@ -158,12 +161,14 @@ def _forward_kernel(
 ):
     layer = step.layer
     x = tensors[0]
+    lrp_bias = None
     if override is None:
         call_spec, z_model, linear = spec, None, None
         kernel, bias = spec.weights(layer)
     else:
         o = override(spec, x)
         call_spec, kernel, bias, z_model, linear = o.spec, o.kernel, o.bias, o.z_model, o.linear
+        lrp_bias = o.lrp_bias
     # Compute as the layer does: in ``compute_dtype`` if given, else in the layer's compute
     # dtype (float16 / bfloat16 under a mixed-precision policy, whose variables are float32).
     dtype = compute_dtype or getattr(layer, "compute_dtype", None)
@@ -172,6 +177,7 @@ def _forward_kernel(
             x = ops.cast(x, dtype)
         kernel = tree.map_structure(lambda k: _cast(k, dtype), kernel)
         bias = None if bias is None else _cast(bias, dtype)
+        lrp_bias = None if lrp_bias is None else _cast(lrp_bias, dtype)
     # Read each weight once: every rule and seed of this step then sees the same value, even
     # when a training step updates the variable later in the same graph.
     kernel = tree.map_structure(ops.convert_to_tensor, kernel)
@@ -181,7 +187,15 @@ def _forward_kernel(
     else:
         z_nobias, pull_linear = vjp(lambda v: call_spec.linear(layer, v, kernel), [x])
     call = KernelCall(
-        call_spec, layer, x, kernel, bias, z_nobias, pull_linear, nonnegative.get(keys[0], False)
+        call_spec,
+        layer,
+        x,
+        kernel,
+        bias,
+        z_nobias,
+        pull_linear,
+        nonnegative.get(keys[0], False),
+        lrp_bias,
     )
     # With a training-mode fold the forward output is the model's own computation (BN with
     # batch statistics that carry their gradient), so that it differentiates as in plain

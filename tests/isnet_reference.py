@@ -1,8 +1,9 @@
 """The independent reference of the ISNet's training heatmaps, shared by the ISNet tests.
 
-The heatmaps an ISNet trains on must equal ``create_analyzer`` heatmaps for the same rules
-(issue 4): LRP-epsilon 1e-2 on kernel layers, the epsilon-stabilised z-rule on weightless
-layers and the z^B rule with the input bounds at the first layer.
+The heatmaps an ISNet trains on (``lrp="block"``, the default) must equal LRP analyzer
+heatmaps for the same rules (issue 4), the official LRP Block's (issue 17): LRP-epsilon 1e-2
+on kernel layers, the epsilon-stabilised z-rule on weightless layers, epsilon-stabilised max
+pooling and the z^B rule with the input bounds and the bias at the first layer.
 
 Also :func:`assert_isnet_trains`, the check that an ISNet trains through a layer type.
 """
@@ -18,17 +19,19 @@ EPS = 1e-2
 
 
 def lrp_analyzer(model, input_bounds=(0.0, 1.0)):
-    """The ``create_analyzer("lrp", ...)`` with the ISNet's rules (``input_bounds=None``: the
-    epsilon rule at the first layer too), explaining the output index it is given."""
-    first = None if input_bounds is None else ki.rules.BoundedRule(*input_bounds, epsilon=EPS)
-    return ki.create_analyzer(
-        "lrp",
-        model,
-        rule=ki.rules.EpsilonRule(epsilon=EPS),
-        input_layer_rule=first,
+    """An LRP analyzer with the ISNet's (LRP Block's) rules, built from its own composite
+    (``input_bounds=None``: the epsilon rule at the first layer too), explaining the output
+    index it is given."""
+    from keras_isnet.composites import Composite
+
+    first = None if input_bounds is None else ki.rules.ZbRule(*input_bounds, epsilon=EPS)
+    composite = Composite(
+        default=ki.rules.EpsilonRule(epsilon=EPS),
+        first_layer=first,
         weightless_epsilon=EPS,
-        neuron_selection_mode="index",
+        max_pooling=ki.rules.MaxPoolEpsilonRule(epsilon=EPS),
     )
+    return ki.analyzers.LRP(model, composite=composite, neuron_selection_mode="index")
 
 
 def assert_class_maps_equal(maps, analyzer, x, *, selection=None, rtol=1e-5, atol=1e-6):

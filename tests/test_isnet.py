@@ -169,9 +169,9 @@ def test_weight_gradient_matches_finite_differences(float64, variant):
     equals central finite differences (float64, h = 1e-6, along random unit directions).
 
     Checked for every kernel (the first layer's z^B rule, a hidden layer's epsilon rule, the
-    explained head) and the first layer's bias. The biases of the later layers enter the LRP
-    rules' z as constants (method page, section 3: "the reference detaches the bias inside
-    z"), so there the gradient is by design not the loss's derivative; see
+    explained head). The biases enter the LRP rules' z as constants (method page, section 3:
+    "the reference detaches the bias inside z"; since issue 17 the first layer's z^B too, as
+    the official code), so there the gradient is by design not the loss's derivative; see
     ``test_bias_inside_the_rules_is_detached``. The gradient-times-input ablation has no LRP
     rules and is checked on every weight. (That a training step applies this gradient is
     checked in float32 by ``test_training_step_applies_the_gradient``.)
@@ -205,7 +205,7 @@ def test_weight_gradient_matches_finite_differences(float64, variant):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     assert np.any(grad_heat[0] != 0), "no heatmap gradient reaches the first kernel"
 
-    exact = [v for v in variables if v.path.endswith("kernel")] + [model.layers[0].bias]
+    exact = [v for v in variables if v.path.endswith("kernel")]
     if variant == "gradient_x_input":
         exact = list(variables)
     h = 1e-6
@@ -466,16 +466,18 @@ def test_stochastic_map_is_the_analyzer_map_of_a_class():
     chosen = np.argmin(err, axis=1)
     assert np.all(err[np.arange(48), chosen] < 1e-5), "a map is no class's LRP map"
     top = np.argmax(np.asarray(model(x)), axis=1)
-    assert 0 < np.sum(chosen == top) < 48
+    # the LRP Block's draw (the default lrp="block"): one coin per batch for the top logit
+    assert np.all(chosen == top) or np.all(chosen != top)
     again = training_heatmaps(ki.ISNet(model, variant="stochastic", seed=11), x, y, m)
     np.testing.assert_array_equal(again, maps)
 
 
 def test_stochastic_class_frequencies():
-    """Reference: the top logit with probability 5/11, otherwise a uniformly random other
-    class (method page, section 4)."""
+    """LRP-Flex's draw (``lrp="flex"``, ``RandomLogitIndices``): per sample the top logit with
+    probability 5/11, otherwise a uniformly random other class (method page, section 4). The
+    LRP Block's one coin per batch: ``test_official_rules``."""
     model = conv_model()
-    engine = ki.ISNet(model, variant="stochastic").heatmaps
+    engine = ki.ISNet(model, variant="stochastic", lrp="flex").heatmaps
     n, k = 22000, 4
     logits = np.random.default_rng(0).normal(size=(n, k)).astype("float32")
     classes = np.asarray(
@@ -509,10 +511,14 @@ def ref_selective_head_relevance(a, W, b, classes, eps=EPS):
     return out
 
 
-def ref_zb(x, W, R, low=0.0, high=1.0, eps=EPS):
-    """The z^B rule of a Dense layer with epsilon stabiliser (method page, section 3)."""
+def ref_zb(x, W, R, low=0.0, high=1.0, eps=EPS, b=None):
+    """The z^B rule of a Dense layer with epsilon stabiliser (method page, section 3), with the
+    bias ``b`` in the denominator as the official ISNet code (``b - low b+ - high b-``)."""
     Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
     z = x @ W - low * Wp.sum(axis=0) - high * Wn.sum(axis=0)
+    if b is not None:
+        b = np.asarray(b, dtype=np.float64)
+        z = z + b - low * np.maximum(b, 0) - high * np.minimum(b, 0)
     s = R / (z + eps * np.where(z >= 0, 1.0, -1.0))
     return x * (s @ W.T) - low * (s @ Wp.T) - high * (s @ Wn.T)
 
@@ -574,7 +580,8 @@ def test_selective_and_dual_maps_of_a_two_layer_network():
     W1 = np.asarray(hidden.kernel, dtype=np.float64)
 
     selective = training_heatmaps(ki.ISNet(model, variant="selective"), x, y, m)
-    np.testing.assert_allclose(selective.reshape(5, 16), ref_zb(xf, W1, r_a), rtol=1e-4, atol=1e-6)
+    expected = ref_zb(xf, W1, r_a, b=hidden.bias)
+    np.testing.assert_allclose(selective.reshape(5, 16), expected, rtol=1e-4, atol=1e-6)
     dual = training_heatmaps(ki.ISNet(model, variant="dual"), x, y, m)
     assert dual.shape == (5, 2, 4, 4, 1)
     np.testing.assert_allclose(dual[:, 0], selective[:, 0], rtol=1e-6, atol=1e-7)
@@ -1074,7 +1081,9 @@ def test_save_keeps_the_random_draws_going(tmp_path):
     """A reloaded stochastic ISNet (``load_model`` or ``load_weights``) continues the random
     class draws of the original: its next draws are the original's next draws, not its first
     ones again. A file without the generator's state (written before it was saved) loads and
-    leaves the generator where the ``seed`` argument puts it."""
+    leaves the generator where the ``seed`` argument puts it. LRP-Flex's per-sample draw
+    (``lrp="flex"``), so that two draws differ (the LRP Block's one coin per batch can
+    repeat a batch's classes)."""
     model = conv_model()
     x, y, _ = toy_data(n=64)
     logits = model(x)
@@ -1083,12 +1092,12 @@ def test_save_keeps_the_random_draws_going(tmp_path):
         gen = isnet._seed_generator
         return np.asarray(isnet.heatmaps.choose_classes(logits, y, "stochastic", gen))
 
-    isnet = compiled_isnet(model, variant="stochastic", seed=3)
+    isnet = compiled_isnet(model, variant="stochastic", seed=3, lrp="flex")
     first = [draw(isnet) for _ in range(2)]
     isnet.save(tmp_path / "m.keras")
     isnet.save_weights(tmp_path / "m.weights.h5")
     reloaded = keras.models.load_model(tmp_path / "m.keras")
-    from_weights = ki.ISNet(conv_model(), variant="stochastic", seed=3)
+    from_weights = ki.ISNet(conv_model(), variant="stochastic", seed=3, lrp="flex")
     from_weights.load_weights(tmp_path / "m.weights.h5")
     expected = [draw(isnet) for _ in range(2)]
     assert not any(np.array_equal(a, b) for a in first for b in expected)
@@ -1096,7 +1105,7 @@ def test_save_keeps_the_random_draws_going(tmp_path):
         for want in expected:
             np.testing.assert_array_equal(draw(loaded), want)
 
-    old_file = ki.ISNet(conv_model(), variant="stochastic", seed=3, P=0.2)
+    old_file = ki.ISNet(conv_model(), variant="stochastic", seed=3, P=0.2, lrp="flex")
     old_file.load_own_variables({"0": np.float32(0.7)})  # P only, no generator state
     assert float(old_file._P_value) == pytest.approx(0.7)
     np.testing.assert_array_equal(draw(old_file), first[0])

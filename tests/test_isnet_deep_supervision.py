@@ -58,9 +58,12 @@ def test_hidden_relevance_of_the_pool_output_sums_like_the_input_relevance():
     )
     pool = np.asarray(hidden["pool"])
     inp = np.asarray(heatmaps)
-    # epsilon 0.01 absorbs a little relevance per layer: the pool output holds at least the
-    # input's relevance (one more layer) and both are close.
-    np.testing.assert_allclose(pool.sum(axis=(1, 2, 3, 4)), inp.sum(axis=(1, 2, 3, 4)), rtol=0.1)
+    # epsilon 0.01 absorbs a little relevance per layer (at the conv and, since the default
+    # became the official LRP Block, at max pooling: a R / (a + 0.01)), most for samples with
+    # little relevance: both sums are close on the batch's scale.
+    pool_sums, inp_sums = pool.sum(axis=(1, 2, 3, 4)), inp.sum(axis=(1, 2, 3, 4))
+    scale = float(np.abs(pool_sums).max())
+    np.testing.assert_allclose(pool_sums, inp_sums, rtol=0.1, atol=0.02 * scale)
 
 
 def test_deep_supervision_errors():

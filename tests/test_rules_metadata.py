@@ -31,6 +31,8 @@ CASES = [
     (R.BoundedRule(0.0, 1.0), "Bounded", False, ["zero denominators"], False),
     (R.BoundedRule(0.0, 1.0, epsilon=0.01), "Bounded(e=0.01)", False, ["epsilon"], False),
     (R.ZBoxRule(0.0, 1.0), "ZBox", False, ["epsilon"], False),
+    (R.ZbRule(0.0, 1.0), "Zb(e=0.01)", True, ["epsilon"], False),
+    (R.MaxPoolEpsilonRule(), "MaxPoolEpsilon(e=0.01)", False, ["epsilon", "max-pool ties"], False),
     (R.GammaRule(), "Gamma(e=1e-06)(g=0.25)", True, ["epsilon"], False),
     (R.NormRule(), "Norm(e=1e-06)", True, ["epsilon"], True),
     (R.PassRule(), "Pass", False, [], True),

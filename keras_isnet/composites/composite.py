@@ -102,6 +102,9 @@ class Composite:
             constant, beta not in the denominator) or ``"attn_lrp"`` (AttnLRP / lxt: the
             standard deviation constant, ``R_x = x * J^T (R / (y + eps))`` with the whole
             output ``y``, beta included).
+        max_pooling: the rule of max-pooling layers (a rule with ``reverse_routing``, such as
+            :class:`~keras_isnet.rules.MaxPoolEpsilonRule`), or None (default): winner takes
+            all along the gradient.
     """
 
     rules: tuple = ()
@@ -116,6 +119,7 @@ class Composite:
     products: str = "uniform"
     softmax: str = "pass"
     layer_norm: str = "ln_rule"
+    max_pooling: Rule | None = None
 
     def __post_init__(self):
         for name, allowed in (
@@ -197,6 +201,12 @@ class BoundComposite:
                 after_kernel[k] = upstream or is_kernel
         return numbers, first
 
+    @property
+    def first_kernels(self) -> frozenset:
+        """Indices of the first kernel steps (no kernel layer between them and the input):
+        where ``first_layer`` applies."""
+        return frozenset(self._first_kernels)
+
     # ------------------------------------------------------------------------ rules
     def rule_for(self, step) -> Rule:
         """The rule used at kernel step ``step``."""
@@ -238,6 +248,10 @@ class BoundComposite:
             if rule.applies_to_weightless and matches(step.layer, "weightless"):
                 return rule
         return None
+
+    def max_pooling_rule(self, step) -> Rule | None:
+        """The composite's rule for max-pooling step ``step``, or None (winner takes all)."""
+        return self.composite.max_pooling
 
     def weightless_divide(self, R, z):
         """``R / z`` for the z-rule at weightless layers, stabilised as the composite says."""

@@ -1,9 +1,11 @@
 """The ISNet's LRP rules as a composite (``"isnet"``), the rules its training heatmaps use.
 
-The ISNet reference (``shared/design/isnet-method.md`` section 3): LRP-epsilon (epsilon 1e-2,
-the bias a detached constant input) on Dense/conv layers, the z^B rule with the input bounds
-at the first layer, the epsilon-stabilised z-rule at average pooling and Add; max pooling
-routes relevance to the winners; BatchNorm is folded.
+The official LRP Block ISNet (``ISNetLayersZe``/``ISNetFunctionsZe``): LRP-epsilon (epsilon
+1e-2, the bias a detached constant; a folded BatchNorm shift keeps gamma's gradient) on
+Dense/conv layers, the z^B rule with the input bounds and the detached bias in its
+denominator at the first layer (:class:`~keras_isnet.rules.ZbRule`), the epsilon-stabilised
+z-rule at average pooling and Add, and epsilon-stabilised max pooling
+(:class:`~keras_isnet.rules.MaxPoolEpsilonRule`); BatchNorm is folded.
 
 Example:
     >>> ki.create_analyzer("lrp", model, composite="isnet", neuron_selection_mode="index")
@@ -13,20 +15,21 @@ from __future__ import annotations
 
 from keras_isnet.composites.composite import Composite
 from keras_isnet.composites.registry import register_composite
-from keras_isnet.rules import BoundedRule, EpsilonRule
+from keras_isnet.rules import EpsilonRule, MaxPoolEpsilonRule, ZbRule
 
 
 @register_composite("isnet")
 def isnet(epsilon: float = 1e-2, input_bounds=(0.0, 1.0)) -> Composite:
-    """The ISNet heatmap rules: ``epsilon`` (1e-2) everywhere, z^B with ``input_bounds``
-    (``(low, high)``, default ``(0, 1)``; None: the epsilon rule there too) at the first
-    layer."""
+    """The LRP Block ISNet's heatmap rules: ``epsilon`` (1e-2) everywhere, z^B with the bias
+    and ``input_bounds`` (``(low, high)``, default ``(0, 1)``; None: the epsilon rule there
+    too) at the first layer, epsilon-stabilised max pooling."""
     epsilon = float(epsilon)
     first = None
     if input_bounds is not None:
-        first = BoundedRule(low=input_bounds[0], high=input_bounds[1], epsilon=epsilon)
+        first = ZbRule(low=input_bounds[0], high=input_bounds[1], epsilon=epsilon)
     return Composite(
         default=EpsilonRule(epsilon=epsilon, detach_bias=True),
         first_layer=first,
         weightless_epsilon=epsilon,
+        max_pooling=MaxPoolEpsilonRule(epsilon=epsilon),
     )

@@ -90,10 +90,12 @@ class ISNet(keras.Model):
         variant: which output is explained:
 
             * ``"selective"`` (default): one heatmap of the softmax-derived quantity
-              ``eta_c = log(p_c / (1 - p_c))`` (Faster ISNet); see ``selective_class``;
+              ``eta_c = log(p_c / (1 - p_c))`` (the LRP Block's selective ISNet; with
+              ``lrp="flex"``, LRP-Flex's ``log(p_c + eps_s) - log(1 - p_c + eps_s)``, the
+              Faster ISNet); see ``selective_class``;
             * ``"original"``: one heatmap per class (cost grows with the class count);
-            * ``"stochastic"``: per sample, the top logit with probability 5/11, otherwise a
-              random other logit;
+            * ``"stochastic"``: the top logit or a random other (LRP Block: one coin per
+              batch, probability 1/2; LRP-Flex: per sample, probability 5/11);
             * ``"dual"``: an epsilon map and a z-plus map of the selective quantity; give
               ``C1``/``C2`` as pairs ``(epsilon_map, zplus_map)`` for per-rule cuts;
             * ``"gradient_x_input"``: the gradient-times-input ablation.
@@ -108,6 +110,14 @@ class ISNet(keras.Model):
         selective_class: ``"argmin"`` (default; the reference code explains the class with the
             lowest logit, although its docstrings say the highest), ``"argmax"`` or ``"label"``.
         seed: seed of the stochastic variant's random choices.
+        lrp: which official implementation the heatmaps reproduce: ``"block"`` (default,
+            the LRP Block: ISNetLayersZe / ISNetFunctionsZe / ISNetLightningZe) or
+            ``"flex"`` (LRP-Flex: ISNetFlexTorch / ISNetFlexLightning; no deep supervision
+            or dual variant). See :mod:`keras_isnet.isnet.modes`.
+        selective_eps: LRP-Flex's ``eps_s`` of the selective quantity, in (0, 1), default
+            1e-7 (``ISNetFlexLightning``; ``ISNetFlexTorch`` and ``RunISNetFlex.py`` use
+            1e-2, whose maps are about ``p / eps_s`` smaller for the argmin class). Unused
+            with ``lrp="block"``.
         deep_supervision: LRP deep supervision: ``{layer_name: {"C1": ..., "C2": ...}}``
             also penalises the relevance at the outputs of these hidden layers (image-like
             outputs: convolutions, pooling), each with its own cuts (tune them first); the
@@ -171,6 +181,8 @@ class ISNet(keras.Model):
         dLoss: float = 0.8,
         multilabel: bool = False,
         pos_weight=None,
+        lrp: str = "block",
+        selective_eps: float = 1e-7,
         **loss_kwargs,
     ):
         name = loss_kwargs.pop("name", None) or f"isnet_{model.name}"
@@ -199,7 +211,16 @@ class ISNet(keras.Model):
             input_bounds=self.input_bounds,
             selective_class=selective_class,
             multilabel=self.multilabel,
+            lrp=lrp,
+            selective_eps=selective_eps,
         )
+        self.lrp = self.heatmaps.lrp
+        self.selective_eps = self.heatmaps.selective_eps
+        if self.lrp == "flex" and self._variant.name == "dual":
+            raise ValueError(
+                "variant='dual' needs a z-plus map, a relevance rule; lrp='flex' propagates a "
+                "modified gradient. Use lrp='block' with the dual variant."
+            )
         #: the classifier's head: its loss, label checks and metric probabilities.
         self.head = head_for(self.heatmaps.engine.head_shape(), self.multilabel, pos_weight)
         self.pos_weight = None if self.head.kind == "softmax" else self.head.pos_weight
@@ -215,6 +236,11 @@ class ISNet(keras.Model):
         self._hidden_keys = {}
         self._class_weights = None  # set by fit(class_weight=...) for its steps
         if deep_supervision:
+            if self.lrp == "flex":
+                raise ValueError(
+                    "deep_supervision needs relevance at hidden layers: use lrp='block' "
+                    "(lrp='flex' propagates a modified gradient there)."
+                )
             if not self._variant.supports_hidden:
                 raise ValueError(
                     "deep_supervision works with the selective and stochastic variants, not "
@@ -731,6 +757,8 @@ class ISNet(keras.Model):
             "dLoss": self.dLoss,
             "multilabel": self.multilabel,
             "pos_weight": None if self.pos_weight is None else self.pos_weight.tolist(),
+            "lrp": self.lrp,
+            "selective_eps": self.selective_eps,
             "name": self.name,
             **self.loss_kwargs,
         }

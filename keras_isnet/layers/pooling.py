@@ -56,7 +56,20 @@ class MaxPoolingRouting(RoutingLayer):
     ``MaxPoolGradGrad``. Overlapping windows use the pullback.
     """
 
+    def lrp_handler(self, step, context):
+        choose = getattr(context, "max_pooling_rule", None)
+        rule = None if choose is None else choose(step)
+        if rule is None:
+            return super().lrp_handler(step, context)
+        return lambda record, Rs: rule.reverse_routing(
+            record.inputs, record.outputs, record.pullback, Rs
+        )
+
     def conservation_info(self, step, context):
+        choose = getattr(context, "max_pooling_rule", None)
+        rule = None if choose is None else choose(step)
+        if rule is not None:
+            return rule.label, rule.absorption()
         return "winner-take-all", ["max-pool ties"]
 
     def pullback(self, layer, inputs, outputs, pullback):

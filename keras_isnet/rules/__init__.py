@@ -4,7 +4,9 @@ Rules are plain objects; :func:`get_rule` turns iNNvestigate's rule names into t
 Besides iNNvestigate's rules there are zennit's: :class:`GammaRule`, :class:`ZBoxRule`
 (per-channel bounds), :class:`PassRule`, :class:`NormRule` (the last two also apply to
 weightless layers such as Add and average pooling when a rule map names them), and
-zennit's bias-split :class:`ZennitAlphaBetaRule` / :class:`ZennitZPlusRule`.
+zennit's bias-split :class:`ZennitAlphaBetaRule` / :class:`ZennitZPlusRule`, and the
+official ISNet's :class:`ZbRule` (z^B with the detached bias) and
+:class:`MaxPoolEpsilonRule` (epsilon-stabilised max pooling).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from keras_isnet.rules.base import KernelCall, Rule, safe_divide, stabilize
 from keras_isnet.rules.bounded import BoundedRule
 from keras_isnet.rules.epsilon import EpsilonRule, ZRule
 from keras_isnet.rules.gamma import GammaRule
+from keras_isnet.rules.max_pool_epsilon import MaxPoolEpsilonRule
 from keras_isnet.rules.norm import NormRule
 from keras_isnet.rules.pass_rule import PassRule
 from keras_isnet.rules.w_square import FlatRule, WSquareRule
+from keras_isnet.rules.zb import ZbRule
 from keras_isnet.rules.zbox import ZBoxRule
 from keras_isnet.rules.zennit_alpha_beta import ZennitAlphaBetaRule, ZennitZPlusRule
 
@@ -66,6 +70,12 @@ def register_rule(name: str, factory) -> None:
     RULES[name] = factory
 
 
+# The official ISNet's rules: z^B with the detached bias (bounds (0, 1), epsilon 1e-2) and
+# its epsilon-stabilised max pooling (for a composite's max_pooling rule).
+register_rule("Zb", ZbRule)
+register_rule("MaxPoolEpsilon", MaxPoolEpsilonRule)
+
+
 def get_rule(rule) -> Rule:
     """A :class:`Rule` from a rule object, a rule name, a Rule subclass or ``(low, high)``.
 
@@ -98,11 +108,13 @@ __all__ = [
     "FlatRule",
     "GammaRule",
     "KernelCall",
+    "MaxPoolEpsilonRule",
     "NormRule",
     "PassRule",
     "Rule",
     "WSquareRule",
     "ZBoxRule",
+    "ZbRule",
     "ZennitAlphaBetaRule",
     "ZennitZPlusRule",
     "ZPlusFastRule",

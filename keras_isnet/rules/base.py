@@ -54,9 +54,24 @@ class KernelCall:
         z_nobias: ``linear(x, kernel)``, the pre-activation without bias.
         x_nonnegative: True when ``x`` is known to be >= 0 from the graph (it comes from a
             ReLU), which lets rules skip the negative-input terms.
+        lrp_bias: optionally, the bias as the ISNet's detached-bias denominators see it
+            (a folded BatchNormalization's shift with gamma's gradient only, as the official
+            ISNet's ``FuseBN``); None: the bias under ``stop_gradient``. See
+            :attr:`detached_bias`.
     """
 
-    def __init__(self, spec, layer, x, kernel, bias, z_nobias, pullback, x_nonnegative=False):
+    def __init__(
+        self,
+        spec,
+        layer,
+        x,
+        kernel,
+        bias,
+        z_nobias,
+        pullback,
+        x_nonnegative=False,
+        lrp_bias=None,
+    ):
         self.spec = spec
         self.layer = layer
         self.x = x
@@ -65,6 +80,7 @@ class KernelCall:
         self.z_nobias = z_nobias
         self._pullback = pullback
         self.x_nonnegative = x_nonnegative
+        self._lrp_bias = lrp_bias
         self._cache = {}
 
     def cached(self, key, compute):
@@ -78,6 +94,19 @@ class KernelCall:
     def z(self):
         """The pre-activation with bias."""
         return self.spec.add_bias(self.layer, self.z_nobias, self.bias)
+
+    @property
+    def detached_bias(self):
+        """The bias as a constant of the rules' denominators (None without a bias).
+
+        ``stop_gradient(bias)``, except for a layer with a BatchNormalization folded after
+        it, whose folded shift ``gamma (b - mean) / std + beta`` keeps the gradient of gamma
+        alone (b, beta and the statistics constant), as the official ISNet's ``FuseBN``.
+        The value is the bias's in every case.
+        """
+        if self._lrp_bias is not None:
+            return self._lrp_bias
+        return None if self.bias is None else ops.stop_gradient(self.bias)
 
     def pullback(self, s):
         """``W^T s``: the transpose of the layer's linear part applied to ``s``."""

@@ -39,7 +39,9 @@ class EpsilonRule(Rule):
         epsilon: the stabiliser, > 0.
         bias: whether the bias is part of ``z`` (default True).
         detach_bias: if True, the bias enters ``z`` as a constant (no gradient flows from the
-            relevance into the bias), as in the ISNet reference; default False.
+            relevance into the bias; a folded BatchNormalization shift keeps gamma's
+            gradient, see :attr:`KernelCall.detached_bias`), as in the official LRP Block
+            ISNet; default False.
     """
 
     name = "Epsilon"
@@ -57,7 +59,7 @@ class EpsilonRule(Rule):
             if not self.bias or call.bias is None:
                 z = call.z_nobias
             elif self.detach_bias:
-                z = call.add_bias(call.z_nobias, ops.stop_gradient(call.bias))
+                z = call.add_bias(call.z_nobias, call.detached_bias)
             else:
                 z = call.z
             return ops.reciprocal(stabilize(z, self.epsilon))

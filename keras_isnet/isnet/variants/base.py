@@ -52,6 +52,8 @@ class Walks:
         seed: the ``keras.random.SeedGenerator`` of stochastic draws (or None).
         relevance: a dict that receives the relevance of every tensor of the walk that
             hidden-layer maps read (deep supervision), or None.
+        classes: ``(batch,)`` int32 classes forced on the selective and stochastic variants
+            (a recorded draw), or None: the variant chooses.
     """
 
     heatmaps: object
@@ -61,6 +63,7 @@ class Walks:
     x: object
     seed: object = None
     relevance: dict | None = None
+    classes: object = None
 
     def walk(self, seeds: dict, handlers=None, keep_relevance: bool = False):
         """The input relevance of one backward walk from ``seeds`` (zeros where none)."""
@@ -69,12 +72,12 @@ class Walks:
         if keep_relevance and self.relevance is not None:
             self.relevance.update(relevance)
         r = relevance.get(engine.input_keys[0])
-        return ops.zeros_like(self.x) if r is None else r
+        return ops.zeros_like(self.x) if r is None else self.heatmaps.mode.input_map(self, r)
 
     def class_walk(self, classes, handlers=None, keep_relevance: bool = False):
         """The map of logit ``classes[b]`` per sample (``(batch,)`` int32)."""
         onehot = ops.cast(ops.one_hot(classes, self.logits.shape[-1]), self.logits.dtype)
-        seeds = {self.heatmaps.engine.head_key: ops.multiply(self.logits, onehot)}
+        seeds = self.heatmaps.mode.class_seeds(self, onehot)
         return self.walk(seeds, handlers, keep_relevance)
 
     def segmentation_walk(self, classes, handlers=None, keep_relevance: bool = False):
@@ -82,7 +85,7 @@ class Walks:
         labels = self.segmentation_labels()
         k = self.logits.shape[-1]
         w = segmentation_weights(labels, k, classes, self.logits.dtype)
-        seeds = {self.heatmaps.engine.head_key: ops.multiply(self.logits, w)}
+        seeds = self.heatmaps.mode.class_seeds(self, w)
         return self.walk(seeds, handlers, keep_relevance)
 
     def segmentation_labels(self):
@@ -98,14 +101,17 @@ class Variant:
     #: whether hidden-layer heatmaps (LRP deep supervision) come with this variant.
     supports_hidden = False
 
-    def logits_and_heatmaps(self, heatmaps, x, labels, training, seed, relevance=None):
+    def logits_and_heatmaps(
+        self, heatmaps, x, labels, training, seed, relevance=None, classes=None
+    ):
         """``(logits, maps)`` with maps ``(batch, n_maps, H, W, C)``; ``relevance`` (a dict)
-        receives the relevance of the walk that hidden-layer maps read."""
+        receives the relevance of the walk that hidden-layer maps read; ``classes`` forces
+        the explained classes (see :meth:`explained_classes`)."""
         values, records = heatmaps.engine.replay(
             [x], training=training, canonization=heatmaps.canonization(training)
         )
         logits = values[heatmaps.engine.head_key]
-        walks = Walks(heatmaps, records, logits, labels, x, seed, relevance)
+        walks = Walks(heatmaps, records, logits, labels, x, seed, relevance, classes)
         if len(logits.shape) > 2:
             return logits, self.segmentation(walks)
         return logits, self.classification(walks)
@@ -121,6 +127,13 @@ class Variant:
             f"have shape {tuple(walks.logits.shape)}. Use a variant with segmentation support "
             "('selective', 'stochastic', 'original', 'dual')."
         )
+
+    def explained_classes(self, walks: Walks):
+        """The classes of the single-map variants: ``walks.classes`` when forced (a recorded
+        draw), else :meth:`classes`."""
+        if walks.classes is not None:
+            return walks.classes
+        return self.classes(walks.heatmaps, walks.logits, walks.labels, walks.seed)
 
     def classes(self, heatmaps, logits, labels, seed=None):
         """Per sample, the class its (single) map explains, ``(batch,)`` int32 (default: the

@@ -24,8 +24,7 @@ class Dual(Selective):
     supports_hidden = False
 
     def classification(self, walks: Walks):
-        classes = self.classes(walks.heatmaps, walks.logits, walks.labels)
-        seeds = selective_seeds(walks, classes)
+        seeds = selective_seeds(walks, self.explained_classes(walks))
         zplus = walks.heatmaps.handlers_with_kernel_rule(SECOND_RULE)
         return ops.stack([walks.walk(seeds, keep_relevance=True), walks.walk(seeds, zplus)], 1)
 

@@ -22,7 +22,9 @@ class GradientXInput(Variant):
 
     name = "gradient_x_input"
 
-    def logits_and_heatmaps(self, heatmaps, x, labels, training, seed, relevance=None):
+    def logits_and_heatmaps(
+        self, heatmaps, x, labels, training, seed, relevance=None, classes=None
+    ):
         logits, pullback = vjp(lambda v: heatmaps.logits(v, training), [x])
         if len(logits.shape) > 2:  # segmentation: the selective choice's class pixels
             sparse = segmentation_labels(labels, logits)
@@ -30,7 +32,8 @@ class GradientXInput(Variant):
             classes = self.segmentation_classes(sparse, k)
             w = segmentation_weights(sparse, k, classes, logits.dtype)
             return logits, ops.expand_dims(ops.multiply(x, pullback(w)[0]), 1)
-        classes = self.classes(heatmaps, logits, labels)
+        if classes is None:
+            classes = self.classes(heatmaps, logits, labels)
         onehot = ops.cast(ops.one_hot(classes, logits.shape[-1]), logits.dtype)
         return logits, ops.expand_dims(ops.multiply(x, pullback(onehot)[0]), 1)
 

@@ -1,4 +1,8 @@
-"""The stochastic ISNet: per sample, the top logit with probability 5/11, else a random other.
+"""The stochastic ISNet: the top logit or a random other, drawn as the LRP mode's official code.
+
+LRP Block (``lrp="block"``): one coin per batch (probability 1/2) for every sample's top
+logit, otherwise per sample a uniform other class. LRP-Flex (``lrp="flex"``): per sample the
+top logit with probability 5/11, otherwise a uniform other class.
 
 Segmentation models explain, per sample, a class drawn uniformly among those present in its
 label map.
@@ -9,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_isnet.isnet.modes.flex import FLEX_TOP_PROBABILITY
 from keras_isnet.isnet.variants.base import (
     Variant,
     Walks,
@@ -17,8 +22,8 @@ from keras_isnet.isnet.variants.base import (
     replica_draw,
 )
 
-#: probability that the stochastic ISNet explains the top logit (reference: 5/11).
-STOCHASTIC_TOP_PROBABILITY = 5.0 / 11.0
+#: probability that LRP-Flex's stochastic ISNet explains a sample's top logit (5/11).
+STOCHASTIC_TOP_PROBABILITY = FLEX_TOP_PROBABILITY
 
 
 class Stochastic(Variant):
@@ -28,18 +33,9 @@ class Stochastic(Variant):
     supports_hidden = True
 
     def classes(self, heatmaps, logits, labels, seed=None):
-        top = ops.cast(ops.argmax(logits, axis=-1), "int32")
         if logits.shape[-1] == 1:  # a binary (1-unit) head has one logit to explain
-            return top
-        k = ops.shape(logits)[-1]
-        n = ops.shape(top)[0]
-        # per replica under a distribution strategy (replica_draw): the global batch's draws
-        shift = replica_draw(
-            lambda r: keras.random.randint((r,), 1, k, seed=seed, dtype="int32"), n
-        )
-        other = ops.mod(top + shift, k)
-        uniform = replica_draw(lambda r: keras.random.uniform((r,), seed=seed), n)
-        return ops.where(uniform < STOCHASTIC_TOP_PROBABILITY, top, other)
+            return ops.cast(ops.argmax(logits, axis=-1), "int32")
+        return heatmaps.mode.stochastic_classes(logits, seed)
 
     def segmentation_classes(self, labels, k: int, seed=None):
         counts = class_counts(labels, k)
@@ -50,7 +46,7 @@ class Stochastic(Variant):
         return ops.cast(ops.argmax(scores, axis=-1), "int32")
 
     def classification(self, walks: Walks):
-        classes = self.classes(walks.heatmaps, walks.logits, walks.labels, walks.seed)
+        classes = self.explained_classes(walks)
         return ops.expand_dims(walks.class_walk(classes, keep_relevance=True), 1)
 
     def segmentation(self, walks: Walks):

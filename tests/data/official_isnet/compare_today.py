@@ -10,7 +10,7 @@ prints the relative error of each against the official numbers:
     ``err(a, ref) = max |a - ref| / max |ref|``  (per array; for the gradients the largest
     over the weights, with the weight named).
 
-It compares; it asserts nothing (the official modes are not implemented yet, issue 17).
+It compares; it asserts nothing (``tests/test_official_reference.py`` asserts).
 
 Usage::
 
@@ -47,15 +47,20 @@ def rel_err(a, ref, floor: float = 0.0) -> float:
 def keras_step(model, x, labels, masks, expected) -> dict:
     """keras-isnet's numbers for one case: logits, heatmaps, losses, gradients."""
     variant = expected["variant"]
-    engine = ki.ISNetHeatmaps(model, epsilon=expected["epsilon"], input_bounds=(0.0, 1.0))
-    if variant == "stochastic":  # the official draw, forced
-        forced = ops.convert_to_tensor(expected["classes"].astype("int32"))
-        engine.choose_classes = lambda *args, **kwargs: forced
+    engine = ki.ISNetHeatmaps(
+        model,
+        epsilon=expected["epsilon"],
+        input_bounds=(0.0, 1.0),
+        lrp=expected["implementation"],
+        selective_eps=expected.get("selective_eps") or 1e-7,
+    )
+    # the stochastic variant with the official draw (the classes hook)
+    classes = expected["classes"].astype("int32") if variant == "stochastic" else None
     cfg = expected["loss"]
     variables = model.trainable_variables
     with tf.GradientTape(persistent=True) as tape:
         logits, heatmaps = engine.logits_and_heatmaps(
-            x, labels, variant=variant, training=expected["bn_training"]
+            x, labels, variant=variant, training=expected["bn_training"], classes=classes
         )
         ce = classification_loss(labels, logits)
         heat = ki.losses.isnet_heatmap_loss(
