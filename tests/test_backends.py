@@ -60,7 +60,10 @@ def test_a_keras_file_saved_on_one_backend_predicts_the_same_on_another(probes, 
         out = root / f"{saved_on}-on-{backend}.npz"
         _run(backend, str(out), "--load", str(root / f"{saved_on}.keras"))
         got = np.load(out)["loaded_predictions"]
-        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+        # the same predictions up to PyTorch's float32 matmul in float64 Dense layers (the
+        # README's 1e-5 of the scale; TensorFlow and JAX agree to round-off)
+        scale = float(np.abs(expected).max())
+        assert float(np.abs(got - expected).max()) <= 1e-5 * scale, (saved_on, backend)
 
 
 def test_jax_data_parallel_step_equals_the_single_device_step():
