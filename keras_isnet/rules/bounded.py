@@ -55,7 +55,7 @@ class BoundedRule(Rule):
     def __call__(self, call: KernelCall, R):
         # Everything but R is shared by the walks of one forward pass (one per class for the
         # original ISNet), so it is computed once per layer call.
-        key = ("bounded", repr(self.low), repr(self.high), self.epsilon)
+        key = (type(self).__name__, repr(self.low), repr(self.high), self.epsilon)
         inverse, inputs, transposes = call.cached(key, lambda: self._prepare(call))
         s = ops.multiply(R, inverse)
         if transposes is None:
@@ -67,10 +67,16 @@ class BoundedRule(Rule):
             relevance = ops.add(relevance, ops.multiply(value, term))
         return relevance
 
+    def denominator_bias(self, call: KernelCall):
+        """The bias that enters ``z`` (None: iNNvestigate's z^B ignores it; the official
+        ISNet's :class:`~keras_isnet.rules.ZbRule` returns the detached bias)."""
+        return None
+
     def _prepare(self, call):
         """``(1 / stabilised z, [-bound, ...], transposes)`` of one layer call."""
         x = call.x
-        z = call.z_nobias
+        bias = self.denominator_bias(call)
+        z = call.z_nobias if bias is None else call.add_bias(call.z_nobias, bias)
         kernels, inputs = [call.kernel], []
         for bound, part in ((self.low, positive), (self.high, negative)):
             if _is_zero(bound):
@@ -78,7 +84,13 @@ class BoundedRule(Rule):
             full = ops.add(ops.zeros_like(x[:1]), ops.cast(bound, x.dtype))
             kernel = call.map_kernel(part)
             # The bound's pre-activation does not depend on the sample: one sample suffices.
-            z = ops.subtract(z, call.linear(full, kernel))
+            bound_z = call.linear(full, kernel)  # sum_i bound_i w+-_ij (zero padding)
+            if bias is not None:
+                # bound * b+- (the official code multiplies the bias part by the scalar
+                # bound; per-channel bounds use their mean)
+                scalar = ops.mean(ops.cast(bound, x.dtype))
+                bound_z = call.add_bias(bound_z, ops.multiply(part(bias), scalar))
+            z = ops.subtract(z, bound_z)
             kernels.append(kernel)
             inputs.append(ops.negative(full))
         if self.epsilon is None:

@@ -19,10 +19,8 @@ Example:
 
 from __future__ import annotations
 
-from keras import ops
-
-from keras_isnet.rules.base import KernelCall, negative, positive, stabilize
-from keras_isnet.rules.bounded import BoundedRule, _is_zero
+from keras_isnet.rules.base import KernelCall
+from keras_isnet.rules.bounded import BoundedRule
 
 
 class ZbRule(BoundedRule):
@@ -46,35 +44,5 @@ class ZbRule(BoundedRule):
     def uses_bias(self) -> bool:
         return True
 
-    def __call__(self, call: KernelCall, R):
-        key = ("zb", repr(self.low), repr(self.high), self.epsilon)
-        inverse, inputs, transposes = call.cached(key, lambda: self._prepare(call))
-        s = ops.multiply(R, inverse)
-        terms = transposes(s) if transposes is not None else [call.pullback(s)]
-        relevance = ops.multiply(call.x, terms[0])
-        for value, term in zip(inputs, terms[1:], strict=True):
-            relevance = ops.add(relevance, ops.multiply(value, term))
-        return relevance
-
-    def _prepare(self, call):
-        """``(1 / stabilised z, [-bound, ...], transposes)`` of one layer call."""
-        x = call.x
-        bias = call.detached_bias
-        z = call.z_nobias if bias is None else call.add_bias(call.z_nobias, bias)
-        kernels, inputs = [call.kernel], []
-        for bound, part in ((self.low, positive), (self.high, negative)):
-            if _is_zero(bound):
-                continue  # a zero bound contributes nothing to z or R
-            full = ops.add(ops.zeros_like(x[:1]), ops.cast(bound, x.dtype))
-            kernel = call.map_kernel(part)
-            bound_z = call.linear(full, kernel)  # sum_i bound_i w+-_ij (zero padding)
-            if bias is not None:
-                # bound * b+- (the official code multiplies the bias part by the scalar
-                # bound; per-channel bounds use their mean)
-                scalar = ops.mean(ops.cast(bound, x.dtype))
-                bound_z = call.add_bias(bound_z, ops.multiply(part(bias), scalar))
-            z = ops.subtract(z, bound_z)
-            kernels.append(kernel)
-            inputs.append(ops.negative(full))
-        inverse = ops.reciprocal(stabilize(z, self.epsilon))
-        return inverse, inputs, (call.transposes(kernels) if inputs else None)
+    def denominator_bias(self, call: KernelCall):
+        return call.detached_bias
