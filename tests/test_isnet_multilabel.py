@@ -63,7 +63,7 @@ def test_binary_cross_entropy_matches_the_closed_form(pos_weight):
     y = (rng.uniform(size=(6, 4)) < 0.5).astype("float64")
     head = SigmoidHead(4, pos_weight)
     got = float(head.loss(y, keras.ops.convert_to_tensor(z, "float64")))
-    assert got == pytest.approx(_bce(y, z, pos_weight), rel=REL)
+    assert got == pytest.approx(_bce(y, z, pos_weight), rel=float(REL))
 
 
 def test_binary_cross_entropy_matches_pytorch():
@@ -76,7 +76,7 @@ def test_binary_cross_entropy_matches_pytorch():
         torch.tensor(z), torch.tensor(y), pos_weight=torch.tensor(w)
     ).item()
     got = float(SigmoidHead(3, w).loss(y, keras.ops.convert_to_tensor(z, "float64")))
-    assert got == pytest.approx(expected, rel=REL)
+    assert got == pytest.approx(expected, rel=float(REL))
 
 
 def test_sample_weights_weight_each_samples_mean_over_labels():
@@ -86,7 +86,7 @@ def test_sample_weights_weight_each_samples_mean_over_labels():
     weights = np.array([1.0, 0.0, 2.0, 0.5])
     per_sample = [_bce(y[i], z[i]) for i in range(4)]
     got = float(SigmoidHead(3).loss(y, keras.ops.convert_to_tensor(z, "float64"), weights))
-    assert got == pytest.approx(float(np.mean(weights * per_sample)), rel=REL)
+    assert got == pytest.approx(float(np.mean(weights * per_sample)), rel=float(REL))
 
 
 def test_a_one_unit_head_is_binary_and_its_loss_is_not_zero():
