@@ -17,6 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from keras import StatelessScope
 
+# not exported by Keras: the scope a stateless step runs in (see _RecordingScope)
+from keras.src.backend.common.stateless_scope import get_stateless_scope
+
 from keras_isnet.backend.host_checks import binary_problem, bounds_problem, finite_problem
 
 
@@ -24,17 +27,56 @@ def _is_float(p) -> bool:
     return p is not None and jnp.issubdtype(jnp.asarray(p).dtype, jnp.floating)
 
 
+class _RecordingScope(StatelessScope):
+    """A ``StatelessScope`` inside ``jax.vjp``: reads fall through to the enclosing scope (or
+    the variables), and assignments (BatchNorm statistics, seed states of a training-mode
+    forward pass) are recorded, so that their primal values can be applied after the vjp
+    instead of leaking its tracers."""
+
+    def __init__(self, outer):
+        super().__init__(initialize_variables=False)
+        self.outer = outer
+        self.assigned = {}
+
+    def add_update(self, update):
+        variable, value = update
+        self.assigned[id(variable)] = variable
+        super().add_update(update)
+
+    def get_current_value(self, variable):
+        value = super().get_current_value(variable)
+        if value is None and self.outer is not None:
+            return self.outer.get_current_value(variable)
+        return value
+
+
 def vjp(fn: Callable, primals: Sequence) -> tuple[object, Callable]:
     """``(fn(*primals), pullback)`` with ``jax.vjp`` (see the TensorFlow version for the
-    contract: zeros for unconnected primals, None for non-floating ones, differentiable)."""
+    contract: zeros for unconnected primals, None for non-floating ones, differentiable).
+
+    Variables that ``fn`` assigns (a training-mode BatchNorm, dropout's seed) take their new
+    values after the call, as on the other backends: in the enclosing ``StatelessScope`` (the
+    stateless training step), else on the variables themselves."""
     primals = [None if p is None else jnp.asarray(p) for p in primals]
     floating = [_is_float(p) for p in primals]
+    outer = get_stateless_scope()
+    recording = _RecordingScope(outer)
 
     def of_floats(*floats):
         it = iter(floats)
-        return fn(*[next(it) if f else p for p, f in zip(primals, floating, strict=True)])
+        with recording:
+            out = fn(*[next(it) if f else p for p, f in zip(primals, floating, strict=True)])
+        return out, {key: recording.state_mapping[key] for key in recording.assigned}
 
-    outputs, pull = jax.vjp(of_floats, *[p for p, f in zip(primals, floating, strict=True) if f])
+    outputs, pull, assigned = jax.vjp(
+        of_floats, *[p for p, f in zip(primals, floating, strict=True) if f], has_aux=True
+    )
+    for key, value in assigned.items():  # primal values: no tracer of the vjp escapes
+        variable = recording.assigned[key]
+        if outer is not None:
+            outer.add_update((variable, value))
+        else:
+            variable.assign(value)
 
     def pullback(cotangents):
         cotangents = jax.tree_util.tree_map(

@@ -24,6 +24,7 @@ from keras import ops
 
 from keras_isnet import backend
 from keras_isnet.experiments.training import build_classifier, make_optimizer, train_dataset
+from keras_isnet.isnet import stateless
 from keras_isnet.isnet.model import classification_loss, unpack_batch
 from keras_isnet.isnet.variants import sparse_labels
 from keras_isnet.losses import prepare_masks
@@ -51,38 +52,75 @@ class _PenaltyClassifier(keras.Model):
     def penalty(self, images, labels, masks):
         raise NotImplementedError
 
-    def train_step(self, data):
-        images, labels, masks = unpack_batch(data)
-        if masks is None:
-            raise ValueError(
-                f"{type(self).__name__}.fit needs (images, labels, masks) batches, e.g. "
-                "ki.isnet_dataset(images, labels, masks)."
-            )
-        variables = self.trainable_variables
+    def _penalised_loss(self, images, labels, masks):
+        """``(total, (ce, penalty, logits))`` of one batch, as the step differentiates it."""
+        logits, pen = self.penalty(images, labels, masks)
+        ce = classification_loss(labels, logits)
+        total = ops.add(ce, ops.multiply(self.lam, pen))
+        for extra in self.classifier.losses:
+            total = ops.add(total, extra)
+        return total, (ce, pen, logits)
 
-        def loss_fn():
-            logits, pen = self.penalty(images, labels, masks)
-            ce = classification_loss(labels, logits)
-            total = ops.add(ce, ops.multiply(self.lam, pen))
-            return backend.scale_loss_for_distribution(total), (total, ce, pen, logits)
-
-        (_, (total, ce, pen, logits)), grads = backend.value_and_gradients(loss_fn, variables)
-        self.optimizer.apply(grads, variables)
-        for tracker, value in zip(self._trackers, (total, ce, pen), strict=True):
+    def _logs(self, labels, values, logits):
+        for tracker, value in zip(self._trackers, values, strict=True):
             tracker.update_state(value)
         if self._compile_metrics is not None:
             self._compile_metrics.update_state(sparse_labels(labels), ops.softmax(logits, axis=-1))
         return self.get_metrics_result()
 
-    def test_step(self, data):
+    def train_step(self, *args):
+        """One step: ``train_step(data)`` on TensorFlow and PyTorch, ``train_step(state, data)
+        -> (logs, state)`` on JAX (Keras' stateless step, :mod:`keras_isnet.isnet.stateless`)."""
+        state, data = args if len(args) == 2 else (None, args[0])
+        images, labels, masks = unpack_batch(data)
+        if masks is None or labels is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs (images, labels, masks) batches, e.g. "
+                "ki.isnet_dataset(images, labels, masks)."
+            )
+
+        def compute():
+            return self._penalised_loss(images, labels, masks)
+
+        def update_metrics(total, aux):
+            ce, pen, logits = aux
+            return self._logs(labels, (total, ce, pen), logits)
+
+        if keras.backend.backend() == "jax":
+            return stateless.train_step(self, state, compute, update_metrics)
+        variables = self.trainable_variables
+
+        def loss_fn():
+            total, aux = compute()
+            # identity unless a LossScaleOptimizer (mixed precision) scales the loss
+            scaled = self.optimizer.scale_loss(backend.scale_loss_for_distribution(total))
+            return scaled, (total, aux)
+
+        (_, (total, aux)), grads = backend.value_and_gradients(loss_fn, variables)
+        self.optimizer.apply(grads, variables)
+        return update_metrics(total, aux)
+
+    def test_step(self, *args):
+        """The classification loss and metrics of a batch (masks are optional and unused)."""
+        state, data = args if len(args) == 2 else (None, args[0])
         images, labels, _ = unpack_batch(data)
-        logits = self.classifier(images, training=False)
-        ce = classification_loss(labels, logits)
-        self._trackers[0].update_state(ce)
-        self._trackers[1].update_state(ce)
-        if self._compile_metrics is not None:
-            self._compile_metrics.update_state(sparse_labels(labels), ops.softmax(logits, axis=-1))
-        return {k: v for k, v in self.get_metrics_result().items() if k != "penalty"}
+
+        def compute():
+            logits = self.classifier(images, training=False)
+            return None, (classification_loss(labels, logits), logits)
+
+        def update_metrics(total, aux):
+            ce, logits = aux
+            self._trackers[0].update_state(ce)
+            self._trackers[1].update_state(ce)
+            if self._compile_metrics is not None:
+                probabilities = ops.softmax(logits, axis=-1)
+                self._compile_metrics.update_state(sparse_labels(labels), probabilities)
+            return {k: v for k, v in self.get_metrics_result().items() if k != "penalty"}
+
+        if keras.backend.backend() == "jax":
+            return stateless.test_step(self, state, compute, update_metrics)
+        return update_metrics(*compute())
 
 
 class RRRClassifier(_PenaltyClassifier):
@@ -130,7 +168,7 @@ class GradCAMPenaltyClassifier(_PenaltyClassifier):
                 f"{[c.name for c in convs]}."
             ) from None
         self.layer_name = layer_name
-        self._body = keras.Model(model.inputs, layer.output)
+        self._body = keras.Model(model.input, layer.output)
         self._head = keras.Model(layer.output, model.outputs[0])
 
     def penalty(self, images, labels, masks):

@@ -26,6 +26,7 @@ from keras import ops
 from keras_isnet import backend
 from keras_isnet.backend.host_checks import binary_problem, bounds_problem, finite_problem
 from keras_isnet.callbacks.p_schedule import PSchedule
+from keras_isnet.isnet import stateless
 from keras_isnet.isnet.heads import SoftmaxHead, head_for, weighted_mean
 from keras_isnet.isnet.heatmaps import ISNetHeatmaps
 from keras_isnet.isnet.variants import get_variant
@@ -376,11 +377,9 @@ class ISNet(keras.Model):
 
     def _class_weight_array(self, class_weight):
         shape = self.classifier.output_shape
-        if self.head.kind == "sigmoid" and not self.head.binary:
-            raise ValueError(
-                "class_weight weights one class per sample; a multi-label ISNet has several "
-                "labels per sample: pass pos_weight= (one weight per label) to ki.ISNet instead."
-            )
+        problem = self.head.class_weight_problem()
+        if problem:
+            raise ValueError(problem)
         if not isinstance(class_weight, dict):
             raise TypeError(
                 f"class_weight must be a dict {{class index: weight}}, got "
@@ -587,25 +586,11 @@ class ISNet(keras.Model):
         return self._compiled_metrics(labels, logits)
 
     # ------------------------------------------------------------ JAX (stateless)
-    def _mapping(self, **groups):
-        """``[(variable, value), ...]`` for ``StatelessScope`` from ``name=values`` groups
-        (``trainable``, ``non_trainable``, ``optimizer``, ``metrics``)."""
-        refs = {
-            "trainable": self.trainable_variables,
-            "non_trainable": self.non_trainable_variables,
-            "optimizer": self.optimizer.variables if self.optimizer is not None else [],
-            "metrics": self.metrics_variables,
-        }
-        return [
-            pair for name, values in groups.items() for pair in zip(refs[name], values, strict=True)
-        ]
-
     def _stateless_train_step(self, state, data):
-        """The JAX step: state in, state out. The losses, heatmaps and BatchNorm statistics
-        are computed under a ``StatelessScope`` over the traced variable values, so the moving
-        statistics and the stochastic variant's seed come back as the new non-trainable
-        state instead of being assigned; the optimizer applies the gradients statelessly."""
-        trainable, non_trainable, optimizer_values, metrics_values = state
+        """The JAX step: state in, state out (:mod:`keras_isnet.isnet.stateless`). The losses,
+        heatmaps and BatchNorm statistics are computed under a ``StatelessScope`` over the
+        traced variable values, so the moving statistics and the stochastic variant's seed
+        come back as the new non-trainable state instead of being assigned."""
         images, labels, masks = unpack_batch(data)
         self._require_masks(masks, "fit")
         if labels is None:
@@ -617,71 +602,46 @@ class ISNet(keras.Model):
                 ops.convert_to_tensor(self._class_weights), self.head.sample_classes(labels)
             )
 
-        def loss_fn(trainable_values, non_trainable_values):
-            mapping = self._mapping(trainable=trainable_values, non_trainable=non_trainable_values)
-            with keras.StatelessScope(state_mapping=mapping) as scope:
-                total, ce, heat, logits, heatmaps = self._isnet_losses(
-                    images, labels, masks, True, weights
-                )
-                for extra in self.classifier.losses:
-                    total = ops.add(total, extra)
-            new_non_trainable = [scope.get_current_value(v) for v in self.non_trainable_variables]
-            new_non_trainable = [
-                old if new is None else new
-                for old, new in zip(non_trainable_values, new_non_trainable, strict=True)
-            ]
-            with keras.StatelessScope(state_mapping=self._mapping(optimizer=optimizer_values)):
-                scaled = self.optimizer.scale_loss(total)
-            return scaled, (total, ce, heat, logits, heatmaps, new_non_trainable)
+        def compute():
+            total, ce, heat, logits, heatmaps = self._isnet_losses(
+                images, labels, masks, True, weights
+            )
+            for extra in self.classifier.losses:
+                total = ops.add(total, extra)
+            return total, (ce, heat, logits, heatmaps)
 
-        grad_fn = backend.stateless_value_and_grad(loss_fn)
-        (_, aux), grads = grad_fn(trainable, non_trainable)
-        total, ce, heat, logits, heatmaps, non_trainable = aux
-        trainable, optimizer_values = self.optimizer.stateless_apply(
-            optimizer_values, grads, trainable
-        )
-        logs, metrics_values = self._stateless_metrics(
-            metrics_values, total, ce, heat, heatmaps, masks, labels, logits
-        )
-        return logs, (trainable, non_trainable, optimizer_values, metrics_values)
+        def update_metrics(total, aux):
+            ce, heat, logits, heatmaps = aux
+            self._update_trackers(total, ce, heat, heatmaps, masks)
+            return self._compiled_metrics(labels, logits)
+
+        return stateless.train_step(self, state, compute, update_metrics)
 
     def _stateless_test_step(self, state, data):
-        trainable, non_trainable, metrics_values = state
         images, labels, masks = unpack_batch(data)
-        mapping = self._mapping(trainable=trainable, non_trainable=non_trainable)
-        with keras.StatelessScope(state_mapping=mapping):
+        if masks is not None:
+            masks = _masks_of_known_rank(masks, images)
+
+        def compute():
             if masks is None:
                 logits = self.heatmaps.logits(images, training=False)
-                ce = self.head.loss(labels, logits)
-                total = heat = heatmaps = None
-            else:
-                masks = _masks_of_known_rank(masks, images)
-                total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
-        logs, metrics_values = self._stateless_metrics(
-            metrics_values, total, ce, heat, heatmaps, masks, labels, logits
-        )
-        return logs, (trainable, non_trainable, metrics_values)
+                return None, (self.head.loss(labels, logits), None, logits, None)
+            total, ce, heat, logits, heatmaps = self._isnet_losses(images, labels, masks, False)
+            return total, (ce, heat, logits, heatmaps)
 
-    def _stateless_metrics(self, metrics_values, total, ce, heat, heatmaps, masks, labels, logits):
-        """``(logs, new metric values)``: the trackers and compiled metrics updated in a
-        ``StatelessScope`` (without masks, the plain loss and metrics as ``test_step``)."""
-        mapping = self._mapping(metrics=metrics_values)
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            if heatmaps is None:
+        def update_metrics(total, aux):
+            ce, heat, logits, heatmaps = aux
+            if heatmaps is None:  # the plain loss and metrics, as test_step without masks
                 self._trackers["loss"].update_state(ce)
                 self._trackers["classification_loss"].update_state(ce)
                 logs = self._compiled_metrics(labels, logits)
-                logs = {
+                return {
                     k: v for k, v in logs.items() if k not in ("heatmap_loss", "background_share")
                 }
-            else:
-                self._update_trackers(total, ce, heat, heatmaps, masks)
-                logs = self._compiled_metrics(labels, logits)
-        new_values = [scope.get_current_value(v) for v in self.metrics_variables]
-        new_values = [
-            old if new is None else new for old, new in zip(metrics_values, new_values, strict=True)
-        ]
-        return logs, new_values
+            self._update_trackers(total, ce, heat, heatmaps, masks)
+            return self._compiled_metrics(labels, logits)
+
+        return stateless.test_step(self, state, compute, update_metrics)
 
     def make_train_function(self, force=False):
         """Keras' step function; on JAX each batch is checked on the host (binary masks,
