@@ -10,7 +10,10 @@ Keras with the transferred weights and returns what the official code computed f
 
 Networks: ``"cnn"``, ``"cnn_bn"`` and ``"resnet"``; ``bn_training=True`` (BN networks only)
 loads the step with BatchNormalization in training mode (batch statistics). Cases:
-:data:`CASES`. Loading needs only NumPy and Keras (no torch).
+:data:`CASES`. Loading needs only NumPy and Keras (no torch). :func:`keras_numbers` computes
+keras-isnet's side of a case with the official settings, and :func:`rel_err` /
+:func:`gradient_floor` are the error measure (``tests/test_official_reference.py`` asserts on
+them; ``compare_today.py`` prints them).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from keras import ops
+
+import keras_isnet as ki
+from keras_isnet import backend
+from keras_isnet.isnet.model import classification_loss
 
 DATA = Path(__file__).resolve().parent / "data" / "official_isnet"
 NETWORKS = ("cnn", "cnn_bn", "resnet")
@@ -160,3 +168,89 @@ def load_case(network: str, case: str, dtype: str = "float64", bn_training: bool
             expected[key] = arrays[prefix + key]
     x = arrays["x"].astype(dtype)
     return model, x, arrays["labels"], arrays["masks"].astype(dtype), expected
+
+
+#: a gradient's scale is at least this fraction of the case's largest gradient.
+GRADIENT_FLOOR = 1e-3
+
+
+def rel_err(a, ref, floor: float = 0.0) -> float:
+    """``max |a - ref| / max(max |ref|, floor)`` as a Python float (the absolute error when
+    that scale is 0)."""
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    scale = max(float(np.max(np.abs(ref))), float(floor))
+    diff = float(np.max(np.abs(a - ref)))
+    return diff / scale if scale > 0 else diff
+
+
+def gradient_floor(ref, top: float) -> float:
+    """The floor of a gradient's scale: the case's largest gradient ``top`` for a weight whose
+    official gradient is zero up to round-off (below 1e-6 of it: a conv bias before a
+    training-mode BN, the last bias in LRP-Flex's heatmap loss), else 1e-3 of it."""
+    return top if float(np.max(np.abs(ref))) < 1e-6 * top else GRADIENT_FLOOR * top
+
+
+def keras_numbers(model, x, labels, masks, expected) -> dict:
+    """keras-isnet's numbers for one official case, on the running backend.
+
+    The case's heatmaps (``ISNetHeatmaps`` with its implementation, epsilon and
+    ``selective_eps``; the stochastic variant replays the official draw through
+    ``classes=``), the heatmap loss with the implementation's official settings
+    (``norm="absRoIMean"``), the ISNet loss ``(1 - P) CE + P L_heat`` and the gradients of
+    both with respect to every trainable weight.
+
+    Returns:
+        ``{"logits", "heatmaps", "heatmap_loss", "total_loss", "grad_total",
+        "grad_heatmap"}``; the gradients as ``{"<layer>/<weight>": array}``.
+    """
+    variant = expected["variant"]
+    heatmaps = ki.ISNetHeatmaps(
+        model,
+        epsilon=expected["epsilon"],
+        input_bounds=(0.0, 1.0),
+        lrp=expected["implementation"],
+        selective_eps=expected.get("selective_eps") or 1e-7,
+    )
+    # the official random draw, replayed (the selective class is chosen by keras: argmin)
+    classes = expected["classes"].astype("int32") if variant == "stochastic" else None
+    cfg, P = expected["loss"], expected["P"]
+    x_t, masks_t = ops.convert_to_tensor(x), ops.convert_to_tensor(masks)
+    labels_t = ops.convert_to_tensor(labels.astype("int32"))
+    variables = model.trainable_variables
+
+    def losses():
+        logits, maps = heatmaps.logits_and_heatmaps(
+            x_t, labels_t, variant=variant, training=expected["bn_training"], classes=classes
+        )
+        ce = classification_loss(labels_t, logits)
+        heat = ki.losses.isnet_heatmap_loss(
+            maps,
+            masks_t,
+            d=cfg["d"],
+            E=cfg["E"],
+            A=cfg["A"],
+            B=cfg["B"],
+            C1=cfg["C1"],
+            C2=cfg["C2"],
+            foreground=cfg["fg"],
+            norm="absRoIMean",
+        )
+        return (1.0 - P) * ce + P * heat, (heat, maps, logits)
+
+    (total, (heat, maps, logits)), grad_total = backend.value_and_gradients(losses, variables)
+    _, grad_heat = backend.value_and_gradients(lambda: (losses()[1][0], None), variables)
+
+    def numpy_grads(grads):
+        return {
+            weight_key(v): np.zeros(v.shape) if g is None else ki.arrays.to_numpy(g)
+            for v, g in zip(variables, grads, strict=True)
+        }
+
+    return {
+        "logits": ki.arrays.to_numpy(logits),
+        "heatmaps": ki.arrays.to_numpy(maps),
+        "heatmap_loss": float(ki.arrays.to_numpy(heat)),
+        "total_loss": float(ki.arrays.to_numpy(total)),
+        "grad_total": numpy_grads(grad_total),
+        "grad_heatmap": numpy_grads(grad_heat),
+    }

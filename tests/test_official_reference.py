@@ -29,12 +29,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from keras import ops
-from official_reference import CASES, load_case
+from official_reference import CASES, gradient_floor, keras_numbers, load_case, rel_err
 
 import keras_isnet as ki
 from keras_isnet import backend
-from keras_isnet.isnet.model import classification_loss
 
 #: (network, bn_training) of the stored files.
 NETWORKS = [
@@ -48,82 +46,6 @@ TOLERANCE = {
     "float64": {"maps": 1e-5, "loss": 1e-5, "grad": 1e-5},
     "float32": {"maps": 1e-4, "loss": 1e-4, "grad": 1e-2},
 }
-#: a gradient's scale is at least this fraction of the case's largest gradient.
-GRADIENT_FLOOR = 1e-3
-
-
-def rel_err(a, ref, floor: float = 0.0) -> float:
-    """``max |a - ref| / max(max |ref|, floor)`` as a Python float."""
-    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
-    scale = max(float(np.max(np.abs(ref))), float(floor))
-    diff = float(np.max(np.abs(a - ref)))
-    return diff / scale if scale > 0 else diff
-
-
-def keras_numbers(model, x, labels, masks, expected) -> dict:
-    """keras-isnet's heatmaps, losses and weight gradients for one official case."""
-    variant = expected["variant"]
-    heatmaps = ki.ISNetHeatmaps(
-        model,
-        epsilon=expected["epsilon"],
-        input_bounds=(0.0, 1.0),
-        lrp=expected["implementation"],
-        selective_eps=expected["selective_eps"] or 1e-7,
-    )
-    # the official random draw, replayed (the selective class is chosen by keras: argmin)
-    classes = expected["classes"].astype("int32") if variant == "stochastic" else None
-    cfg = expected["loss"]
-    P = expected["P"]
-    x_t, masks_t = ops.convert_to_tensor(x), ops.convert_to_tensor(masks)
-    labels_t = ops.convert_to_tensor(labels.astype("int32"))
-    variables = model.trainable_variables
-
-    def losses():
-        logits, maps = heatmaps.logits_and_heatmaps(
-            x_t, labels_t, variant=variant, training=expected["bn_training"], classes=classes
-        )
-        ce = classification_loss(labels_t, logits)
-        heat = ki.losses.isnet_heatmap_loss(
-            maps,
-            masks_t,
-            d=cfg["d"],
-            E=cfg["E"],
-            A=cfg["A"],
-            B=cfg["B"],
-            C1=cfg["C1"],
-            C2=cfg["C2"],
-            foreground=cfg["fg"],
-            norm="absRoIMean",
-        )
-        return (1.0 - P) * ce + P * heat, heat, maps
-
-    (total, (heat, maps)), grad_total = backend.value_and_gradients(
-        lambda: (lambda t, h, m: (t, (h, m)))(*losses()), variables
-    )
-    (_, _), grad_heat = backend.value_and_gradients(
-        lambda: (lambda t, h, m: (h, None))(*losses()), variables
-    )
-    names = ["/".join(v.path.split("/")[-2:]) for v in variables]
-
-    def numpy_grads(grads):
-        return {
-            n: np.zeros(v.shape) if g is None else ki.arrays.to_numpy(g)
-            for n, v, g in zip(names, variables, grads, strict=True)
-        }
-
-    return {
-        "heatmaps": ki.arrays.to_numpy(maps),
-        "heatmap_loss": float(ki.arrays.to_numpy(heat)),
-        "total_loss": float(ki.arrays.to_numpy(total)),
-        "grad_total": numpy_grads(grad_total),
-        "grad_heatmap": numpy_grads(grad_heat),
-    }
-
-
-def gradient_floor(ref, top: float) -> float:
-    """The floor of a gradient's scale: the case's largest gradient for a weight whose
-    official gradient is zero up to round-off (below 1e-6 of it), else 1e-3 of it."""
-    return top if float(np.max(np.abs(ref))) < 1e-6 * top else GRADIENT_FLOOR * top
 
 
 def _params():

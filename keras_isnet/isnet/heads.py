@@ -91,6 +91,10 @@ class SoftmaxHead:
         """Per sample, the class whose ``class_weight`` applies, ``(batch,)`` int32."""
         return sparse_labels(labels)
 
+    def class_weight_problem(self) -> str | None:
+        """Why ``class_weight`` cannot weight this head's samples, else None."""
+        return None
+
     @property
     def weight_classes(self) -> int:
         """How many classes ``class_weight`` may name."""
@@ -207,12 +211,19 @@ class SigmoidHead:
 
     def sample_classes(self, labels):
         """Binary heads: the label (0 or 1) selects the ``class_weight``."""
-        if not self.binary:
-            raise ValueError(
-                "class_weight weights one class per sample; a multi-label ISNet has several "
-                "labels per sample: pass pos_weight= (per label) to ki.ISNet instead."
-            )
+        problem = self.class_weight_problem()
+        if problem:
+            raise ValueError(problem)
         return ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")
+
+    def class_weight_problem(self) -> str | None:
+        """Multi-label heads refuse ``class_weight`` (several labels per sample)."""
+        if self.binary:
+            return None
+        return (
+            "class_weight weights one class per sample; a multi-label ISNet has several "
+            "labels per sample: pass pos_weight= (one weight per label) to ki.ISNet instead."
+        )
 
     @property
     def weight_classes(self) -> int:

@@ -28,75 +28,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
-from official_reference import CASES, NETWORKS, load_case  # noqa: E402
-
-import keras_isnet as ki  # noqa: E402
-from keras_isnet.isnet.model import classification_loss  # noqa: E402
-
-
-def rel_err(a, ref, floor: float = 0.0) -> float:
-    """``max |a - ref| / max(max |ref|, floor)`` (the absolute error when that is 0)."""
-    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
-    scale = max(float(np.max(np.abs(ref))), floor)
-    diff = np.max(np.abs(a - ref))
-    return float(diff / scale) if scale > 0 else float(diff)
-
-
-def keras_step(model, x, labels, masks, expected) -> dict:
-    """keras-isnet's numbers for one case: logits, heatmaps, losses, gradients."""
-    variant = expected["variant"]
-    engine = ki.ISNetHeatmaps(
-        model,
-        epsilon=expected["epsilon"],
-        input_bounds=(0.0, 1.0),
-        lrp=expected["implementation"],
-        selective_eps=expected.get("selective_eps") or 1e-7,
-    )
-    # the stochastic variant with the official draw (the classes hook)
-    classes = expected["classes"].astype("int32") if variant == "stochastic" else None
-    cfg = expected["loss"]
-    variables = model.trainable_variables
-    with tf.GradientTape(persistent=True) as tape:
-        logits, heatmaps = engine.logits_and_heatmaps(
-            x, labels, variant=variant, training=expected["bn_training"], classes=classes
-        )
-        ce = classification_loss(labels, logits)
-        heat = ki.losses.isnet_heatmap_loss(
-            heatmaps,
-            masks,
-            d=cfg["d"],
-            E=cfg["E"],
-            A=cfg["A"],
-            B=cfg["B"],
-            C1=cfg["C1"],
-            C2=cfg["C2"],
-            foreground=cfg["fg"],
-            norm="absRoIMean",
-        )
-        P = expected["P"]
-        total = (1.0 - P) * ce + P * heat
-    names = ["/".join(v.path.split("/")[-2:]) for v in variables]
-    out = {
-        "logits": ops.convert_to_numpy(logits),
-        "heatmaps": ops.convert_to_numpy(heatmaps),
-        "heatmap_loss": float(heat),
-        "total_loss": float(total),
-    }
-    for tag, loss in (("grad_total", total), ("grad_heatmap", heat)):
-        grads = tape.gradient(loss, variables)
-        out[tag] = {
-            n: np.zeros(v.shape) if g is None else ops.convert_to_numpy(g)
-            for n, v, g in zip(names, variables, grads, strict=True)
-        }
-    return out
+from official_reference import (  # noqa: E402
+    CASES,
+    NETWORKS,
+    gradient_floor,
+    keras_numbers,
+    load_case,
+    rel_err,
+)
 
 
 def compare(network: str, case: str, dtype: str, bn_training: bool) -> dict:
     """The relative errors of one case (see the module docstring)."""
     model, x, labels, masks, expected = load_case(network, case, dtype, bn_training)
-    got = keras_step(model, x, labels, masks, expected)
+    got = keras_numbers(model, x, labels, masks, expected)
     row = {
         "logits": rel_err(got["logits"], expected["logits"]),
         "heatmaps": rel_err(got["heatmaps"], expected["heatmaps"]),
@@ -104,13 +49,9 @@ def compare(network: str, case: str, dtype: str, bn_training: bool) -> dict:
         "total_loss": rel_err(got["total_loss"], expected["total_loss"]),
     }
     for tag in ("grad_total", "grad_heatmap"):
-        # a weight whose official gradient is zero (the last bias in the heatmap loss of the
-        # LRP Block's original/stochastic and of LRP-Flex) or zero up to round-off (a conv
-        # bias before a training-mode BN) is measured against the case's largest gradient
         top = max(float(np.max(np.abs(v))) for v in expected[tag].values())
         errs = {
-            k: rel_err(got[tag][k], v, top if np.max(np.abs(v)) < 1e-6 * top else 0.0)
-            for k, v in expected[tag].items()
+            k: rel_err(got[tag][k], v, gradient_floor(v, top)) for k, v in expected[tag].items()
         }
         worst = max(errs, key=errs.get)
         row[tag] = errs[worst]
