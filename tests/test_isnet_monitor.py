@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import keras
-import numpy as np
 import pytest
+from isnet_models import conv_classifier, toy_batch
 
 import keras_isnet as ki
 
@@ -18,27 +18,13 @@ TRACKERS = ("loss", "classification_loss", "heatmap_loss", "background_share")
 
 
 def _isnet():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(3, 3, padding="same", activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ]
-    )
-    isnet = ki.ISNet(model, variant="selective", P=0.5)
+    isnet = ki.ISNet(conv_classifier(3), variant="selective", P=0.5)
     isnet.compile(optimizer=keras.optimizers.SGD(0.05), metrics=["accuracy"])
     return isnet
 
 
 def _data(n=16, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.05, 0.95, size=(n, 8, 8, 1)).astype("float32")
-    y = rng.integers(0, 3, size=n)
-    m = np.zeros((n, 8, 8), dtype="float32")
-    m[:, 2:6, 2:6] = 1
-    return x, y, m
+    return toy_batch(n, 3, seed=seed)
 
 
 class _Values(keras.callbacks.Callback):

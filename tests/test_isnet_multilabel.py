@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from isnet_models import conv_classifier, toy_batch
 
 import keras_isnet as ki
 from keras_isnet import backend
@@ -25,26 +26,11 @@ REL = 1e-12 if backend.supports_float64() else 1e-6
 
 
 def _model(k=4, activation=None, seed=0):
-    init = keras.initializers.GlorotUniform
-    return keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(
-                3, 3, padding="same", activation="relu", kernel_initializer=init(seed)
-            ),
-            keras.layers.Flatten(),
-            keras.layers.Dense(k, activation=activation, kernel_initializer=init(seed + 1)),
-        ]
-    )
+    return conv_classifier(k, activation=activation, seed=seed)
 
 
 def _data(n=16, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0.05, 0.95, (n, 8, 8, 1)).astype("float32")
-    y = (rng.uniform(size=(n, k)) < 0.4).astype("float32")
-    m = np.zeros((n, 8, 8), "float32")
-    m[:, 2:6, 2:6] = 1
-    return x, y, m
+    return toy_batch(n, k, multilabel=True, seed=seed)
 
 
 def _bce(y, z, pos_weight=None):

@@ -14,35 +14,22 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from isnet_models import conv_classifier, toy_batch
 
 import keras_isnet as ki
 
 
 def _isnet(bounds=(0.0, 1.0), variant="stochastic"):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(3, 3, padding="same"),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ]
+    isnet = ki.ISNet(
+        conv_classifier(3, batchnorm=True), variant=variant, P=0.5, input_bounds=bounds, seed=1
     )
-    isnet = ki.ISNet(model, variant=variant, P=0.5, input_bounds=bounds, seed=1)
     isnet.compile(optimizer=keras.optimizers.Adam(1e-2))
     isnet.optimizer.build(isnet.trainable_variables)
     return isnet
 
 
 def _data(n=8):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.05, 0.95, (n, 8, 8, 1)).astype("float32")
-    y = rng.integers(0, 3, n)
-    m = np.zeros((n, 8, 8), "float32")
-    m[:, 2:6, 2:6] = 1
-    return x, y, m
+    return toy_batch(n, 3)
 
 
 def _state(isnet):
