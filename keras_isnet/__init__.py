@@ -28,6 +28,7 @@ from keras_isnet.canonizers import fold_batch_norm
 from keras_isnet.conservation import ConservationReport, conservation_report
 from keras_isnet.graph import ModelWalkError
 from keras_isnet.isnet import ISNet, ISNetHeatmaps, isnet_dataset, tune_cuts
+from keras_isnet.layer_graphs import register_layer_graph
 from keras_isnet.layers import register_reverse_rule
 from keras_isnet.output_activation import model_wo_output_activation, model_wo_softmax
 from keras_isnet.segmentation import class_region_selection, predicted_class_selection
@@ -61,6 +62,7 @@ __all__ = [
     "metrics",
     "plot",
     "predicted_class_selection",
+    "register_layer_graph",
     "register_reverse_rule",
     "rules",
     "segmentation",

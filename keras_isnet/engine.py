@@ -221,10 +221,17 @@ class Engine:
                 "rule) (by the layer's name) or register_reverse_rule(function, rule) (every "
                 f"Lambda of that function), {examples}."
             )
+        inside = ""
+        if any(True for _ in layer._flatten_layers(include_self=False, recursive=False)):
+            inside = (
+                " If its call() only runs its sublayers and keras.ops, "
+                f"keras_isnet.register_layer_graph({name}) makes the walk go inside it instead."
+            )
         return UnsupportedLayerError(
             f"{who} cannot propagate relevance through layer {step.path!r} "
             f"of class {name}{why}. Tell keras-isnet how relevance "
             f"crosses it with keras_isnet.register_reverse_rule({name}, rule), {examples}."
+            f"{inside}"
         )
 
     # ------------------------------------------------------------------------- shapes

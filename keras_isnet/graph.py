@@ -1,7 +1,9 @@
 """Walk a Keras 3 model into a flat, topologically ordered list of layer calls.
 
 Nested models (functional or Sequential, called as a layer) are walked into: their layers
-become steps of the flat list, so every analyzer sees every layer. A layer shared by several
+become steps of the flat list, so every analyzer sees every layer. So are subclassed layers
+registered with :func:`keras_isnet.register_layer_graph` (``layer_graphs.py``): the walk
+follows the functional graph of the sublayers and ops their call runs. A layer shared by several
 nodes appears once per call. The walk never modifies the model.
 
 Example:
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 
 import keras
 from keras import tree
+
+from keras_isnet.layer_graphs import layer_graph, layer_graph_builder
 
 
 class ModelWalkError(TypeError):
@@ -129,6 +133,11 @@ def _walk(functional, prefix: str, input_keys, steps, counter) -> list[int]:
                     env[id(t)] = k
                 continue
             in_keys = [env[id(t)] for t in node.input_tensors]
+            if layer_graph_builder(layer) is not None:
+                out_keys = _walk(layer_graph(layer, node), f"{path}/", in_keys, steps, counter)
+                for t, k in zip(node.outputs, out_keys, strict=True):
+                    env[id(t)] = k
+                continue
             out_keys = [next(counter) for _ in node.outputs]
             steps.append(
                 Step(
