@@ -11,6 +11,7 @@ from keras_isnet.layers import (  # noqa: F401  (imported for their registration
     convolution,
     dense,
     embedding,
+    keras_hub_vit,
     layer_normalization,
     merging,
     normalization,
