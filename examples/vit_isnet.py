@@ -1,17 +1,25 @@
 """A vision-transformer ISNet on biased MNIST: the plain ViT learns the background mark, the
-ViT ISNet does not.
+ViT ISNet moves its relevance off it and does better without the mark.
 
 Both models are the same small ViT (keras_isnet.experiments.vit.build_vit: 32 x 32 images,
 4 x 4 patches = 64 tokens, width 32, 2 pre-LN encoder blocks with MultiHeadAttention, global
-average pooling), the same seed, data and epochs as the CNN demo (python -m keras_isnet.demo).
+average pooling), the same seed and data, on the CNN demo's biased MNIST
+(python -m keras_isnet.demo).
 The ISNet's heatmaps go through the attention with the "isnet" composite's rules (epsilon on
 Dense/EinsumDense/conv, the LN rule, the uniform rule on the attention products). The table
 reports accuracy on the biased, unbiased and confounding test sets and the background share
 of LRP-epsilon heatmaps.
 
-Run: python examples/vit_isnet.py            (2000 images, 25 epochs, selective, P 0.5, Adam
-                                              5e-4: about 5 minutes on 2 cores; the README's
-                                              table, where the ISNet is only ~1 point better)
+The defaults (selective variant, P 0.8, Adam 1e-3, 120 epochs on 2000 images) came out of a
+search over P (0.3-0.8), learning rate (5e-4-3e-3), epochs (25-120) and a convolutional stem
+(which made the shortcut easier, not harder): with P 0.5 or less the ViT ISNet kept most of
+the shortcut; with P 0.8 and 40 epochs it dropped the mark but learned the digits to only
+~20 %. With the defaults it beats the plain ViT on the unbiased and confounding sets for
+every seed tried, by margins that vary from run to run, and it still depends on whether a
+mark is present (the README's "ViT ISNet on biased MNIST" has the three seeds' tables).
+
+Run: python examples/vit_isnet.py            (the README's table: about 10 minutes on 2 cores)
+     python examples/vit_isnet.py --seed 1   (another draw of data, weights and shuffling)
      python examples/vit_isnet.py --quick    (smoke run)
 """
 
@@ -56,10 +64,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-test", type=int, default=500)
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--P", type=float, default=0.5, help="the ISNet's heatmap-loss weight")
+    parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--P", type=float, default=0.8, help="the ISNet's heatmap-loss weight")
     parser.add_argument("--variant", default="selective")
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the seed of the data, weights, shuffling and ISNet"
+    )
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="200 images, 1 epoch")
     args = parser.parse_args(argv)
@@ -72,6 +83,7 @@ def main(argv=None) -> dict:
         P=args.P,
         variant=args.variant,
         learning_rate=args.learning_rate,
+        seed=args.seed,
     )
     if args.quick:
         config.n_train, config.n_test, config.epochs = 200, 100, 1
